@@ -1,0 +1,93 @@
+"""`datalad slurm-finish`: commit the outputs of finished Slurm jobs."""
+
+from __future__ import annotations
+
+import logging
+
+from datalad.distribution.dataset import (EnsureDataset, datasetmethod,
+                                          require_dataset)
+from datalad.interface.base import Interface, build_doc, eval_results
+from datalad.interface.common_opts import jobs_opt, save_message_opt
+from datalad.support.constraints import EnsureNone
+from datalad.support.param import Parameter
+
+from ._common import render_result
+from .context import DatasetContext
+from .finishing import finish
+
+lgr = logging.getLogger("datalad.hpcdata.finish")
+
+
+@build_doc
+class SlurmFinish(Interface):
+    """Commit the outputs of finished Slurm jobs, one commit per job
+
+    The states of all open jobs are fetched from Slurm in one query.
+    COMPLETED jobs are committed (declared outputs and Slurm logs only) with
+    a machine-readable run record; jobs still pending or running are left
+    alone; failed jobs (FAILED, TIMEOUT, OUT_OF_MEMORY, NODE_FAIL, CANCELLED,
+    PREEMPTED, BOOT_FAIL, DEADLINE) are reported with state and exit code
+    and stay open until closed or committed explicitly. A job unknown to
+    Slurm is reported for itself and never blocks the others.
+
+    Interrupting slurm-finish is safe: run it again and every completed job
+    ends with exactly one commit.
+    """
+
+    _examples_ = [
+        dict(text="Commit every finished job", code_cmd="datalad slurm-finish",
+             code_py="slurm_finish()"),
+        dict(text="List open jobs as JSON",
+             code_cmd="datalad -f json slurm-finish --list-open-jobs",
+             code_py="slurm_finish(list_open_jobs=True)"),
+    ]
+
+    result_renderer = "tailored"
+    on_failure = "continue"
+
+    _params_ = dict(
+        job_id=Parameter(
+            args=("job_id",), nargs="*", metavar="JOBID",
+            doc="""only these jobs (default: all open jobs)."""),
+        slurm_job_id=Parameter(
+            args=("--slurm-job-id",), metavar="JOBID", action="append",
+            doc="""only this job (datalad-slurm's spelling of JOBID)."""),
+        dataset=Parameter(
+            args=("-d", "--dataset"),
+            doc="""dataset the jobs were scheduled in.""",
+            constraints=EnsureDataset() | EnsureNone()),
+        message=save_message_opt,
+        list_open_jobs=Parameter(
+            args=("-l", "--list-open-jobs"), action="store_true",
+            doc="""report every open job with its current Slurm state and
+            commit nothing."""),
+        close_failed_jobs=Parameter(
+            args=("--close-failed-jobs",), action="store_true",
+            doc="""close failed jobs (and jobs Slurm no longer knows): their
+            claims are released, outputs left untouched and uncommitted, and
+            the job stays in the job store's history."""),
+        commit_failed_jobs=Parameter(
+            args=("--commit-failed-jobs",), action="store_true",
+            doc="""commit the outputs of failed jobs too, with the final
+            state in the commit subject."""),
+        jobs=jobs_opt,
+    )
+
+    @staticmethod
+    @datasetmethod(name="slurm_finish")
+    @eval_results
+    def __call__(job_id=None, *, slurm_job_id=None, dataset=None,
+                 message=None, list_open_jobs=False, close_failed_jobs=False,
+                 commit_failed_jobs=False, jobs=None):
+        ds = require_dataset(dataset, check_installed=True,
+                             purpose="finish Slurm jobs")
+        ids = [str(j) for j in (job_id or [])]
+        if isinstance(slurm_job_id, (str, int)):
+            slurm_job_id = [slurm_job_id]
+        ids += [str(j) for j in (slurm_job_id or [])]
+        yield from finish(DatasetContext(ds), job_ids=ids or None,
+                          message=message, close_failed=close_failed_jobs,
+                          commit_failed=commit_failed_jobs,
+                          list_only=list_open_jobs)
+
+    custom_result_renderer = staticmethod(render_result)

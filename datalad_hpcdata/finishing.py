@@ -1,0 +1,300 @@
+"""slurm-finish: one batched state query, then commit/report every open job."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+
+from datalad.interface.results import get_status_dict
+from datalad.log import log_progress
+
+from .committing import JobCommit, build_commits
+from .gitplumbing import GitError, is_ancestor, rev_parse, update_ref
+from .paths import PathError, canonical
+from .record import format_message, extension_tag
+from .repolock import repository_lock
+from .slurm.backend import JobInfo, SlurmError
+from .slurm.states import ACTIVE, COMPLETED, FAILED, UNKNOWN
+
+lgr = logging.getLogger("datalad.hpcdata.finish")
+
+ACTION = "slurm-finish"
+# a job Slurm does not know is only "unknown" after this long; before,
+# it is a fresh submission accounting has not seen yet
+UNKNOWN_GRACE = 300.0
+
+
+def _res(ctx, job, **kw):
+    d = dict(action=ACTION, ds=ctx.ds, path=ctx.ds.path, type="dataset",
+             logger=lgr, slurm_job_id=job.job_id, cluster=job.cluster)
+    d.update(kw)
+    return get_status_dict(**d)
+
+
+def expand_log(pattern: str, master: str, task: str | None, raw_id: str,
+               name: str | None, nodes: str | None) -> str:
+    """Expand Slurm's filename pattern (%A %a %j %x %u %N %%, padding)."""
+    def sub(m):
+        pad, code = m.group(1), m.group(2)
+        value = {
+            "A": master, "a": task if task is not None else "4294967294",
+            "j": raw_id, "x": name or "", "u": os.environ.get("USER", ""),
+            "N": (nodes or "").split(",")[0], "%": "%",
+        }.get(code)
+        if value is None:
+            return m.group(0)
+        if pad and value.isdigit():
+            value = value.zfill(int(pad))
+        return value
+    return re.sub(r"%(\d*)([AajxuN%])", sub, pattern)
+
+
+def job_logs(ctx, job, info: JobInfo | None) -> list[str]:
+    """Dataset-relative paths of the job's Slurm logs that lie inside it."""
+    pats = job.spec.get("slurm_logs") or []
+    name = job.spec.get("job_name")
+    targets = []
+    if info is not None and info.tasks:
+        for task, tinfo in info.tasks.items():
+            for p in pats:
+                targets.append(expand_log(p, job.job_id, task, tinfo.job_id,
+                                          name, tinfo.nodes))
+    else:
+        nodes = info.nodes if info else None
+        for p in pats:
+            targets.append(expand_log(p, job.job_id, None, job.job_id, name,
+                                      nodes))
+    logs = []
+    for t in targets:
+        try:
+            rel = canonical(t, ctx.root, ctx.root)
+        except PathError:
+            continue    # outside the dataset: not recorded
+        if rel not in logs:
+            logs.append(rel)
+    return logs
+
+
+def build_record(ctx, job, info: JobInfo, logs) -> dict:
+    spec = job.spec
+    rel_pwd = spec.get("pwd", ".")
+    rec = {
+        "cmd": spec["cmd"],
+        "dsid": ctx.ds.id,
+        "exit": info.exit_status,
+        "inputs": spec.get("inputs", []),
+        "extra_inputs": spec.get("extra_inputs", []),
+        "outputs": spec.get("outputs", []),
+        "pwd": rel_pwd,
+        "chain": spec.get("chain", []),
+        "slurm_job_id": int(job.job_id) if job.job_id.isdigit()
+        else job.job_id,
+        "slurm_outputs": [os.path.relpath(l, rel_pwd) if rel_pwd != "."
+                          else l for l in logs],
+        "cluster": job.cluster,
+        "slurm_state": info.state,
+        "slurm_exit_code": info.exit_code,
+        "submit_time": info.submit_time,
+        "start_time": info.start_time,
+        "end_time": info.end_time,
+        "elapsed": info.elapsed,
+        "nodes": info.nodes,
+        "max_rss": info.max_rss,
+        "submit_head": job.head,
+        "alt_dir": spec.get("alt_dir") or "",
+        "extension": "datalad-hpcdata",
+        "extension_version": extension_tag().split()[-1],
+    }
+    if info.tasks:
+        rec["array"] = spec.get("array")
+        rec["array_tasks"] = {
+            t: {"state": i.state, "exit_code": i.exit_code,
+                "slurm_job_id": i.job_id}
+            for t, i in sorted(info.tasks.items(),
+                               key=lambda kv: _task_key(kv[0]))}
+    return rec
+
+
+def _task_key(task):
+    return (0, int(task)) if task.isdigit() else (1, task)
+
+
+def recover_pending(ctx, jobs):
+    """Jobs whose commit was made by an interrupted run: close them."""
+    done = {}
+    for job in jobs:
+        if not job.pending_commit:
+            continue
+        if is_ancestor(ctx.root, job.pending_commit):
+            done[job.row] = job.pending_commit
+        else:
+            ctx.store.clear_pending_commit(job.row)
+            job.pending_commit = None
+    if done:
+        ctx.store.mark_committed(done)
+    return done
+
+
+def finish(ctx, job_ids=None, message=None, close_failed=False,
+           commit_failed=False, list_only=False):
+    store = ctx.store
+    wanted = [str(j) for j in job_ids] if job_ids else None
+    jobs = store.jobs(("submitting", "open"))
+    if wanted is not None:
+        known = {j.job_id for j in jobs}
+        for jid in wanted:
+            if jid not in known:
+                history = store.find(jid)
+                why = ("it is %s" % history[-1].status if history
+                       else "it was not scheduled from this dataset")
+                yield get_status_dict(
+                    action=ACTION, ds=ctx.ds, path=ctx.ds.path,
+                    type="dataset", logger=lgr, slurm_job_id=jid,
+                    status="impossible",
+                    message=("job %s is not open: %s", jid, why))
+        jobs = [j for j in jobs if j.job_id in wanted]
+    # submissions in progress or interrupted
+    live = []
+    for job in jobs:
+        if job.status == "submitting":
+            yield _res(ctx, job, status="notneeded", state="SUBMITTING",
+                       message="being submitted by pid %s" % job.pid)
+        else:
+            live.append(job)
+    jobs = live
+    if not jobs:
+        if not list_only and wanted is None:
+            yield get_status_dict(action=ACTION, ds=ctx.ds, path=ctx.ds.path,
+                                  type="dataset", logger=lgr,
+                                  status="notneeded",
+                                  message="no open jobs")
+        return
+    if not list_only:
+        recovered = recover_pending(ctx, jobs)
+        for job in jobs:
+            if job.row in recovered:
+                yield _res(ctx, job, status="ok", state="COMPLETED",
+                           commit=recovered[job.row],
+                           message="committed by an interrupted earlier run")
+        jobs = [j for j in jobs if j.row not in recovered]
+    try:
+        infos = ctx.backend.query([j.job_id for j in jobs])
+    except SlurmError as e:
+        for job in jobs:
+            yield _res(ctx, job, status="error",
+                       message="cannot ask Slurm: %s" % e)
+        return
+    store.update_slurm({j.row: infos[j.job_id].as_dict()
+                        for j in jobs if j.job_id in infos})
+    now = time.time()
+    if list_only:
+        for job in jobs:
+            info = infos.get(job.job_id)
+            yield _res(ctx, job, status="ok", action="slurm-list-open-jobs",
+                       state=info.state if info else "UNKNOWN",
+                       state_class=info.state_class if info else UNKNOWN,
+                       exit_code=info.exit_code if info else None,
+                       outputs=job.spec.get("outputs"),
+                       submit_time=job.submit_time,
+                       cmd=job.spec.get("cmd"),
+                       message=_summary(job, info))
+        return
+    to_commit = []
+    for job in jobs:
+        info = infos.get(job.job_id)
+        klass = info.state_class if info else UNKNOWN
+        if klass == UNKNOWN and now - (job.submit_time or now) < UNKNOWN_GRACE:
+            yield _res(ctx, job, status="notneeded", state="UNKNOWN",
+                       message="not yet visible to Slurm; try again shortly")
+            continue
+        if klass == ACTIVE:
+            yield _res(ctx, job, status="notneeded", state=info.state,
+                       message=("job %s is still %s", job.job_id,
+                                info.state.lower()))
+        elif klass == COMPLETED:
+            to_commit.append((job, info))
+        elif klass in (FAILED, UNKNOWN):
+            state = info.state if info else "UNKNOWN"
+            if commit_failed and info is not None:
+                to_commit.append((job, info))
+            elif close_failed or (commit_failed and info is None):
+                store.abandon(job.row, "closed as %s by slurm-finish" % state)
+                yield _res(ctx, job, status="ok", state=state,
+                           exit_code=info.exit_code if info else None,
+                           message=("closed job %s (%s); outputs left "
+                                    "untouched and uncommitted",
+                                    job.job_id, state))
+            else:
+                msg = ("job %s %s%s; kept open (use --close-failed-jobs or "
+                       "--commit-failed-jobs)" % (
+                           job.job_id,
+                           "is unknown to Slurm" if info is None
+                           else "ended %s" % state,
+                           "" if info is None or info.exit_code is None
+                           else " with exit code %s" % info.exit_code))
+                yield _res(ctx, job, status="impossible", state=state,
+                           exit_code=info.exit_code if info else None,
+                           message=msg)
+    if to_commit:
+        yield from commit_finished(ctx, to_commit, message)
+
+
+def _summary(job, info):
+    state = info.state if info else "UNKNOWN"
+    outs = ", ".join(job.spec.get("outputs") or [])
+    return "%s  %s  %s" % (job.job_id, state, outs)
+
+
+def commit_finished(ctx, pairs, message):
+    commits = []
+    for job, info in pairs:
+        logs = job_logs(ctx, job, info)
+        record = build_record(ctx, job, info, logs)
+        msgs = [message, job.spec.get("message")]
+        commits.append(JobCommit(
+            key=job.row,
+            message=format_message(job.job_id, info.state, msgs, record),
+            outputs=job.spec["output_specs"], extra_files=logs))
+    by_row = {job.row: (job, info) for job, info in pairs}
+    pid = "hpcdata-finish-%d-%d" % (os.getpid(), id(pairs))
+    log_progress(lgr.info, pid, "Committing %d finished jobs", len(commits),
+                 total=len(commits), label="Committing", unit=" jobs")
+
+    def tick(_):
+        log_progress(lgr.info, pid, "", update=1, increment=True,
+                     noninteractive_level=5)
+
+    try:
+        with repository_lock(ctx.git_dir):
+            head = rev_parse(ctx.root, "HEAD")
+            try:
+                tip = build_commits(ctx.root, head, commits, ctx.annex,
+                                    on_commit=tick)
+                ctx.store.set_pending_commits(
+                    {c.key: c.commit for c in commits})
+                update_ref(ctx.root, tip, head,
+                           "datalad slurm-finish: %d job(s)" % len(commits))
+            except (GitError, OSError) as e:
+                for c in commits:
+                    ctx.store.clear_pending_commit(c.key)
+                for job, _ in pairs:
+                    yield _res(ctx, job, status="error",
+                               message="could not commit: %s" % e)
+                return
+            ctx.store.mark_committed({c.key: c.commit for c in commits})
+    finally:
+        log_progress(lgr.info, pid, "Committed %d jobs", len(commits),
+                     noninteractive_level=5)
+    for c in commits:
+        job, info = by_row[c.key]
+        extra = {"not_committed": c.skipped} if c.skipped else {}
+        yield _res(ctx, job, status="ok", state=info.state,
+                   exit_code=info.exit_code, commit=c.commit,
+                   files=len(c.files), deleted=len(c.deleted),
+                   message=("committed job %s (%s) as %s%s", job.job_id,
+                            info.state, c.commit[:10],
+                            "; not committed (ignored?): %s"
+                            % ", ".join(c.skipped) if c.skipped else ""),
+                   **extra)

@@ -1,0 +1,221 @@
+"""Index-free git plumbing: read trees, write edited trees, chain commits.
+
+Committing one job's few output files must not cost a whole-dataset status
+scan.  `TreeEditor` applies a set of path changes to a tree by reading only
+the trees on the changed paths (``git cat-file --batch``) and writing only
+the trees that changed (``git mktree --batch``): cost follows the number and
+depth of changed paths and the size of the directories they are in, not the
+size of the dataset.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+TREE_MODE = "40000"
+GITLINK_MODE = "160000"
+
+
+class GitError(RuntimeError):
+    pass
+
+
+def git_env(env=None):
+    env = dict(os.environ if env is None else env)
+    env["GIT_LITERAL_PATHSPECS"] = "1"
+    return env
+
+
+def git(repo, *args, input=None, env=None, check=True, text=True):
+    env = git_env(env)
+    proc = subprocess.run(
+        ["git", *args], cwd=str(repo), input=input, env=env,
+        capture_output=True, text=text,
+        stdin=None if input is not None else subprocess.DEVNULL)
+    if check and proc.returncode:
+        err = proc.stderr if text else proc.stderr.decode(errors="replace")
+        raise GitError("git %s failed: %s" % (" ".join(args[:2]), err.strip()))
+    return proc
+
+
+def rev_parse(repo, rev):
+    proc = git(repo, "rev-parse", "--verify", "-q", rev + "^{commit}",
+               check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def _obj_type(mode: str) -> str:
+    if mode == TREE_MODE:
+        return "tree"
+    if mode == GITLINK_MODE:
+        return "commit"
+    return "blob"
+
+
+class TreeEditor:
+    """Apply {path: (mode, sha) | None} edits to trees, index-free."""
+
+    def __init__(self, repo):
+        self.repo = str(repo)
+        self._cat = None
+        self._mktree = None
+        self._cache = {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        for p in (self._cat, self._mktree):
+            if p is not None:
+                try:
+                    p.stdin.close()
+                except OSError:
+                    pass
+                p.wait()
+        self._cat = self._mktree = None
+
+    def _popen(self, *args):
+        return subprocess.Popen(["git", *args], cwd=self.repo, env=git_env(),
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def read_tree(self, sha: str) -> dict:
+        """name -> (mode, sha) of one tree object."""
+        if sha in self._cache:
+            return dict(self._cache[sha])
+        if self._cat is None:
+            self._cat = self._popen("cat-file", "--batch")
+        self._cat.stdin.write(sha.encode() + b"\n")
+        self._cat.stdin.flush()
+        header = self._cat.stdout.readline().split()
+        if len(header) != 3 or header[1] != b"tree":
+            raise GitError("not a tree: %s (%r)" % (sha, header))
+        size = int(header[2])
+        data = self._cat.stdout.read(size)
+        self._cat.stdout.read(1)  # trailing LF
+        entries = {}
+        pos = 0
+        hashlen = len(bytes.fromhex(sha))
+        while pos < size:
+            sp = data.index(b" ", pos)
+            nul = data.index(b"\0", sp)
+            mode = data[pos:sp].decode()
+            name = data[sp + 1:nul].decode("utf-8", "surrogateescape")
+            entries[name] = (mode, data[nul + 1:nul + 1 + hashlen].hex())
+            pos = nul + 1 + hashlen
+        self._cache[sha] = entries
+        return dict(entries)
+
+    def write_tree(self, entries: dict) -> str:
+        if self._mktree is None:
+            self._mktree = self._popen("mktree", "-z", "--batch", "--missing")
+        buf = bytearray()
+        for name, (mode, sha) in entries.items():
+            buf += ("%s %s %s\t" % (mode, _obj_type(mode), sha)).encode()
+            buf += name.encode("utf-8", "surrogateescape") + b"\0"
+        buf += b"\0"
+        self._mktree.stdin.write(bytes(buf))
+        self._mktree.stdin.flush()
+        sha = self._mktree.stdout.readline().strip().decode()
+        if not sha:
+            raise GitError("git mktree gave no tree")
+        self._cache[sha] = dict(entries)
+        return sha
+
+    def apply(self, tree: str | None, changes: dict) -> str:
+        """Return the tree `tree` with `changes` applied.
+
+        `changes` maps dataset-relative POSIX paths to (mode, sha), or None
+        to delete the path (and anything below it)."""
+        trie = {}
+        for path, entry in changes.items():
+            node = trie
+            parts = path.split("/")
+            for part in parts[:-1]:
+                nxt = node.get(part)
+                if not isinstance(nxt, dict):
+                    nxt = node[part] = {}
+                node = nxt
+            node[parts[-1]] = ("leaf", entry)
+        sha = self._edit(tree, trie)
+        return sha if sha is not None else self.write_tree({})
+
+    def _edit(self, tree, trie):
+        entries = self.read_tree(tree) if tree else {}
+        for name, node in trie.items():
+            if isinstance(node, tuple):
+                entry = node[1]
+                if entry is None:
+                    entries.pop(name, None)
+                else:
+                    entries[name] = (entry[0].lstrip("0") or "0", entry[1])
+                continue
+            current = entries.get(name)
+            sub = current[1] if current and current[0] == TREE_MODE else None
+            new = self._edit(sub, node)
+            if new is None:
+                entries.pop(name, None)
+            else:
+                entries[name] = (TREE_MODE, new)
+        if not entries:
+            return None
+        return self.write_tree(entries)
+
+
+def commit_tree(repo, tree, parents, message, env=None) -> str:
+    args = ["commit-tree", tree]
+    for p in parents:
+        args += ["-p", p]
+    return git(repo, *args, input=message, env=env).stdout.strip()
+
+
+def update_ref(repo, new, old, reason):
+    """Move HEAD (through its branch) from `old` to `new`, atomically."""
+    git(repo, "update-ref", "-m", reason, "HEAD", new, old or "0" * 40)
+
+
+def is_ancestor(repo, commit, of="HEAD") -> bool:
+    return git(repo, "merge-base", "--is-ancestor", commit, of,
+               check=False).returncode == 0
+
+
+def head_tree(repo, head):
+    if not head:
+        return None
+    return git(repo, "rev-parse", head + "^{tree}").stdout.strip()
+
+
+def ls_tree(repo, rev, paths) -> dict:
+    """path -> (mode, sha) of tracked files at/below `paths` in `rev`."""
+    if not rev or not paths:
+        return {}
+    out = git(repo, "ls-tree", "-r", "-z", "--full-tree", rev, "--",
+              *paths).stdout
+    found = {}
+    for rec in out.split("\0"):
+        if not rec:
+            continue
+        meta, path = rec.split("\t", 1)
+        mode, _, sha = meta.split(" ")
+        found[path] = (mode, sha)
+    return found
+
+
+def ls_files_stage(repo, paths) -> dict:
+    """path -> (mode, sha) staged in the index for exactly these paths."""
+    if not paths:
+        return {}
+    out = git(repo, "ls-files", "-s", "-z", "--full-name", "--",
+              *paths).stdout
+    found = {}
+    for rec in out.split("\0"):
+        if not rec:
+            continue
+        meta, path = rec.split("\t", 1)
+        mode, sha, _stage = meta.split(" ")
+        found[path] = (mode, sha)
+    return found
+

@@ -1,0 +1,107 @@
+"""`datalad slurm-schedule`: submit a job now, record it when it finished."""
+
+from __future__ import annotations
+
+import logging
+
+from datalad.core.local.run import Run, get_command_pwds
+from datalad.distribution.dataset import (datasetmethod, require_dataset)
+from datalad.interface.base import Interface, build_doc, eval_results
+from datalad.interface.results import get_status_dict
+from datalad.support.constraints import EnsureBool, EnsureNone
+from datalad.support.param import Parameter
+
+from ._common import alt_dir_opt, render_result
+from .context import DatasetContext
+from .scheduling import ACTION, ScheduleError, plan, schedule
+
+lgr = logging.getLogger("datalad.hpcdata.schedule")
+
+_run = Run._params_
+
+
+@build_doc
+class SlurmSchedule(Interface):
+    """Submit a Slurm job whose outputs are committed later by slurm-finish
+
+    COMMAND is the submission itself, e.g. ``sbatch job.sh ARG``; ``#SBATCH``
+    lines in the script are honoured. The command is not run through a
+    shell. Placeholders ``{inputs}``, ``{outputs}``, ``{pwd}``, ``{dspath}``
+    (and ``datalad.run.substitutions.*``) are expanded as in
+    :command:`datalad run`.
+
+    Before submission, inputs are retrieved, the declared outputs are
+    claimed (no two open jobs may claim the same or nested paths, whatever
+    the spelling) and prepared (annexed outputs become writable copies;
+    nothing else in the dataset is touched). If the submission fails, the
+    claim is released and the worktree restored. Nothing is committed now:
+    run :command:`datalad slurm-finish` later.
+    """
+
+    _examples_ = [
+        dict(text="Submit a job that reads data/ and writes results/",
+             code_cmd="datalad slurm-schedule -i data -o results "
+                      "sbatch code/job.sh",
+             code_py="slurm_schedule('sbatch code/job.sh', inputs=['data'], "
+                     "outputs=['results'])"),
+    ]
+
+    result_renderer = "tailored"
+    on_failure = "continue"
+
+    _params_ = dict(
+        cmd=_run["cmd"],
+        dataset=_run["dataset"],
+        inputs=_run["inputs"],
+        extra_inputs=Parameter(
+            args=("--extra-input",), dest="extra_inputs", metavar="PATH",
+            action="append",
+            doc="""like --input, but not substituted into {inputs}."""),
+        outputs=Parameter(
+            args=("-o", "--output"), dest="outputs", metavar="PATH",
+            action="append",
+            doc="""(required) a file or directory the job writes (globs
+            claim their literal leading directory). Only declared outputs
+            and the job's Slurm logs are committed by slurm-finish.
+            [CMD: This option can be given more than once. CMD]"""),
+        expand=_run["expand"],
+        assume_ready=_run["assume_ready"],
+        message=_run["message"],
+        dry_run=_run["dry_run"],
+        alt_dir=alt_dir_opt,
+        check_outputs=Parameter(
+            args=("--check-outputs",),
+            doc="""accepted for compatibility with datalad-slurm; the
+            overlap check cannot be turned off (overlapping outputs would
+            let one job's files be committed as another's).""",
+            constraints=EnsureBool() | EnsureNone()),
+        jobs=_run["jobs"],
+    )
+
+    @staticmethod
+    @datasetmethod(name="slurm_schedule")
+    @eval_results
+    def __call__(cmd=None, *, dataset=None, inputs=None, extra_inputs=None,
+                 outputs=None, expand=None, assume_ready=None, message=None,
+                 dry_run=None, alt_dir=None, check_outputs=None, jobs=None):
+        ds = require_dataset(dataset, check_installed=True,
+                             purpose="schedule a Slurm job")
+        pwd, _ = get_command_pwds(dataset)
+        ctx = DatasetContext(ds)
+        if check_outputs is False:
+            lgr.warning("--check-outputs false is ignored: overlapping "
+                        "outputs are always refused")
+        alt_dir = alt_dir or ctx.config("datalad.hpcdata.alt-dir")
+        try:
+            spec = plan(ctx, cmd, pwd, inputs=inputs,
+                        extra_inputs=extra_inputs, outputs=outputs,
+                        expand_opt=expand, message=message, alt_dir=alt_dir,
+                        assume_ready=assume_ready)
+        except ScheduleError as e:
+            yield get_status_dict(action=ACTION, ds=ds, path=ds.path,
+                                  type="dataset", status="impossible",
+                                  message=str(e), logger=lgr)
+            return
+        yield from schedule(ctx, spec, jobs=jobs, dry_run=dry_run)
+
+    custom_result_renderer = staticmethod(render_result)

@@ -1,0 +1,139 @@
+"""The small interface every scheduler backend implements, and its selection."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+
+from .states import ACTIVE, classify, combine
+
+lgr = logging.getLogger("datalad.hpcdata.slurm")
+
+
+class SlurmError(RuntimeError):
+    """A Slurm command failed; the message carries Slurm's own words."""
+
+
+class SubmissionError(SlurmError):
+    pass
+
+
+@dataclass
+class Submission:
+    job_id: str
+    cluster: str = ""
+    stdout: str = ""
+    stderr: str = ""
+
+
+@dataclass
+class JobInfo:
+    """What Slurm says about one job (or one array task)."""
+
+    job_id: str
+    state: str = ""
+    exit_code: str | None = None      # Slurm's "code:signal"
+    submit_time: str | None = None
+    start_time: str | None = None
+    end_time: str | None = None
+    elapsed: str | None = None
+    nodes: str | None = None
+    max_rss: int | None = None        # bytes
+    source: str = ""                  # sacct, squeue, scontrol, pyslurm
+    tasks: dict = field(default_factory=dict)   # task id -> JobInfo
+
+    @property
+    def state_class(self) -> str:
+        if self.tasks:
+            return combine(t.state_class for t in self.tasks.values())
+        return classify(self.state)
+
+    @property
+    def exit_status(self) -> int | None:
+        """Shell-style exit status (128 + signal when killed by a signal)."""
+        codes = ([t.exit_code for t in self.tasks.values()]
+                 if self.tasks else [self.exit_code])
+        worst = None
+        for code in codes:
+            if not code:
+                continue
+            rc, _, sig = code.partition(":")
+            try:
+                val = int(rc) or (128 + int(sig) if sig and int(sig) else 0)
+            except ValueError:
+                continue
+            worst = val if worst is None else max(worst, val)
+        return worst
+
+    @property
+    def summary_state(self) -> str:
+        if not self.tasks:
+            return self.state
+        states = sorted({t.state for t in self.tasks.values()})
+        if len(states) == 1:
+            return states[0]
+        if self.state_class == ACTIVE:
+            return "ARRAY ACTIVE (%s)" % ", ".join(states)
+        return "ARRAY %s (%s)" % (
+            "COMPLETED" if self.state_class == "completed" else "FAILED",
+            ", ".join(states))
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["tasks"] = {k: v.as_dict() for k, v in self.tasks.items()}
+        d["state_class"] = self.state_class
+        d["exit"] = self.exit_status
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "JobInfo":
+        d = dict(d)
+        d.pop("state_class", None)
+        d.pop("exit", None)
+        tasks = {k: cls.from_dict(v) for k, v in d.pop("tasks", {}).items()}
+        return cls(tasks=tasks, **d)
+
+
+class Backend:
+    """Interface: submit, query many jobs in one call, cancel, submit info."""
+
+    name = "abstract"
+
+    def submit(self, argv: list[str], cwd: str, env=None) -> Submission:
+        raise NotImplementedError
+
+    def query(self, job_ids: list[str]) -> dict[str, JobInfo]:
+        """States and accounting details of many jobs with one query.
+
+        Jobs Slurm does not know are absent from the result."""
+        raise NotImplementedError
+
+    def cancel(self, job_ids: list[str]) -> None:
+        raise NotImplementedError
+
+    def submit_info(self, job_id: str) -> dict:
+        """StdOut/StdErr/WorkDir/ArrayTaskId/JobName of a just-submitted job."""
+        raise NotImplementedError
+
+    def cluster_name(self) -> str:
+        raise NotImplementedError
+
+
+def get_backend(choice: str = "auto") -> Backend:
+    """`datalad.hpcdata.backend`: auto | cli | pyslurm."""
+    from .cli import CLIBackend
+    choice = (choice or "auto").lower()
+    if choice not in ("auto", "cli", "pyslurm"):
+        raise ValueError(
+            "datalad.hpcdata.backend must be auto, cli or pyslurm, not %r"
+            % choice)
+    if choice == "cli":
+        return CLIBackend()
+    from .pyslurm_backend import PyslurmBackend, pyslurm_usable
+    ok, why = pyslurm_usable()
+    if ok:
+        return PyslurmBackend()
+    if choice == "pyslurm":
+        raise SlurmError("pyslurm backend requested but unusable: %s" % why)
+    lgr.debug("pyslurm not used (%s); using the Slurm command-line tools", why)
+    return CLIBackend()
