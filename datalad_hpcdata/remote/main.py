@@ -334,18 +334,37 @@ class HpcdataRemote(SpecialRemote):
             return {}
         return state if isinstance(state, dict) else {}
 
-    def _record_state(self, key, url, entry, old):
-        new = {"v": STATE_VERSION, "url": url, "pin": entry.pin, "checksum": entry.checksum_text}
+    def _state_for(self, key, url):
+        """The pin recorded for ``key`` fetched from ``url`` (may be empty).
+
+        ``addurl`` downloads through a temporary ``VURL-s<size>--<url>`` key,
+        and git-annex keeps the state set for it.  When the final key has no
+        state of its own yet, that temporary key's state is used, so the
+        version seen at ``addurl`` time is the one fetched later.
+        """
+        own = self._state(key)
+        if own.get("url") == url:
+            return own
+        size = key_size(key)
+        if (not key.startswith(("URL-", "VURL-")) and size is not None
+                and len(url) <= 96 and not any(ch.isspace() for ch in url)):
+            for backend in ("VURL", "URL"):
+                state = self._state("{}-s{}--{}".format(backend, size, url))
+                if state.get("url") == url:
+                    return state
+        return {}
+
+    def _record_state(self, key, url, entry):
         if entry.checksum is None and entry.size is None:
             return
+        new = {"v": STATE_VERSION, "url": url, "pin": entry.pin, "checksum": entry.checksum_text}
+        old = self._state(key)
         if {k: old.get(k) for k in new} != new:
             self.annex.setstate(key, json.dumps(new, separators=(",", ":"), sort_keys=True))
 
     def _resolve_for_key(self, key, url, state):
         """Entry for ``url`` holding ``key``'s content, honouring the pin."""
-        target = url
-        if state.get("url") == url and state.get("pin"):
-            target = state["pin"]
+        target = state.get("pin") or url
         entry = self.single_entry(target)
         expected_size = key_size(key)
         if expected_size is not None and entry.size is not None and entry.size != expected_size:
@@ -353,7 +372,7 @@ class HpcdataRemote(SpecialRemote):
                 "{} now has {} bytes but this file has {} bytes: the upstream content changed"
                 .format(target, entry.size, expected_size))
         if entry.checksum:
-            pinned = state.get("checksum") if state.get("url") == url else None
+            pinned = state.get("checksum")
             algo, digest = entry.checksum
             if pinned and pinned.split(":", 1)[0] == algo and pinned != entry.checksum_text:
                 raise VerificationError(
@@ -387,16 +406,14 @@ class HpcdataRemote(SpecialRemote):
                 return
             except NotFound:
                 problems.append("not in {}".format(store.describe()))
-        urls = self.recorded_urls(key)
-        state = self._state(key)
-        for url in urls:
+        for url in self.recorded_urls(key):
             try:
-                entry = self._resolve_for_key(key, url, state)
+                entry = self._resolve_for_key(key, url, self._state_for(key, url))
                 entry.fetch(local_file, Progress(self.annex))
             except HpcdataError as exc:
                 problems.append("{}: {}".format(url, describe(exc)))
                 continue
-            self._record_state(key, url, entry, state)
+            self._record_state(key, url, entry)
             return
         if not problems:
             problems.append("no URL handled by this remote is recorded for this key")
@@ -407,11 +424,10 @@ class HpcdataRemote(SpecialRemote):
         store = self.store_backend()
         if store is not None and store.present(key):
             return True
-        state = self._state(key)
         unknown = []
         for url in self.recorded_urls(key):
             try:
-                self._resolve_for_key(key, url, state)
+                self._resolve_for_key(key, url, self._state_for(key, url))
                 return True
             except NotFound:
                 continue
@@ -441,9 +457,10 @@ class HpcdataRemote(SpecialRemote):
                 url = self.store_backend().public_url(key)
                 if url:
                     return url
-            state = self._state(key)
-            if state.get("pin") and state.get("pin") != state.get("url"):
-                return "{} (pinned version of {})".format(state["pin"], state.get("url"))
+            for url in self.recorded_urls(key):
+                state = self._state_for(key, url)
+                if state.get("pin") and state.get("pin") != url:
+                    return "{} (pinned version of {})".format(state["pin"], url)
         except Exception:
             log.debug("whereis failed", exc_info=True)
         return None
