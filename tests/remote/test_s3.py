@@ -1,0 +1,125 @@
+"""S3 store and s3:// URLs against moto_server and SeaweedFS on 127.0.0.1."""
+
+import os
+import uuid
+
+import pytest
+
+from conftest import S3_KEY, S3_SECRET, requires_annex
+
+pytestmark = requires_annex
+
+
+def s3_repo(make_repo, server, bucket, *extra, creds=True):
+    repo = make_repo()
+    if creds:
+        repo.env["AWS_ACCESS_KEY_ID"] = S3_KEY
+        repo.env["AWS_SECRET_ACCESS_KEY"] = S3_SECRET
+    repo.initremote("s3store", "store=s3", "bucket=" + bucket, "prefix=annex/",
+                    "endpoint=" + server["endpoint"], "region=us-east-1",
+                    "addressing=path", *extra)
+    return repo
+
+
+def _bucket():
+    return "hpc-" + uuid.uuid4().hex[:12]
+
+
+def test_s3_store_testremote(make_repo, s3server):
+    repo = s3_repo(make_repo, s3server, _bucket())
+    proc = repo.annex("testremote", "s3store", "--fast", "--size=200KiB")
+    assert "tests passed" in proc.stdout + proc.stderr
+
+
+def test_s3_copy_drop_get_fsck_and_layout(make_repo, s3server, tmp_path):
+    bucket = _bucket()
+    repo = s3_repo(make_repo, s3server, bucket, "publicurl=https://data.example.org/" + bucket)
+    with open(os.path.join(repo.path, "big.dat"), "wb") as fh:
+        fh.write(os.urandom(300 * 1024))
+    repo.annex("add", "big.dat")
+    repo.git("commit", "-qm", "add")
+    key = repo.key("big.dat")
+    repo.annex("copy", "--to=s3store", "big.dat")
+    names = [o["Key"] for o in s3server["client"].list_objects_v2(Bucket=bucket).get("Contents", [])]
+    assert names == ["annex/" + key]
+    assert "https://data.example.org/{}/annex/{}".format(bucket, key) in \
+        repo.annex("whereis", "big.dat").stdout
+    repo.annex("drop", "big.dat")
+    repo.annex("get", "big.dat")
+    repo.annex("fsck", "--from=s3store", "big.dat")
+    repo.annex("drop", "--from=s3store", "big.dat", "--force")
+    assert s3server["client"].list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+
+
+def test_multipart_upload(make_repo, s3server):
+    bucket = _bucket()
+    repo = make_repo()
+    repo.env.update(AWS_ACCESS_KEY_ID=S3_KEY, AWS_SECRET_ACCESS_KEY=S3_SECRET,
+                    DATALAD_HPCDATA_S3_MULTIPART_THRESHOLD=str(5 * 1024 * 1024))
+    repo.initremote("s3store", "store=s3", "bucket=" + bucket, "endpoint=" + s3server["endpoint"],
+                    "region=us-east-1", "addressing=path")
+    with open(os.path.join(repo.path, "mp.dat"), "wb") as fh:
+        fh.write(os.urandom(11 * 1024 * 1024))
+    repo.annex("add", "mp.dat")
+    repo.annex("copy", "--to=s3store", "mp.dat")
+    head = s3server["client"].head_object(Bucket=bucket, Key=repo.key("mp.dat"))
+    assert "-" in head["ETag"]  # stored as a multipart object
+    repo.annex("drop", "mp.dat")
+    repo.annex("get", "mp.dat")
+    repo.annex("fsck", "mp.dat")
+
+
+def test_s3_url_addurl_drop_get_fsck(make_repo, s3server):
+    bucket = _bucket()
+    client = s3server["client"]
+    client.create_bucket(Bucket=bucket)
+    client.put_object(Bucket=bucket, Key="raw/run 1/reads.fq", Body=b"@r1\nACGT\n+\nIIII\n")
+    repo = make_repo()
+    repo.env.update(AWS_ACCESS_KEY_ID=S3_KEY, AWS_SECRET_ACCESS_KEY=S3_SECRET)
+    repo.initremote("objs", "endpoint=" + s3server["endpoint"], "region=us-east-1",
+                    "addressing=path")
+    url = "s3://{}/raw/run%201/reads.fq".format(bucket)
+    repo.annex("addurl", "--file=reads.fq", url)
+    repo.annex("drop", "reads.fq")
+    repo.annex("get", "reads.fq")
+    repo.annex("fsck", "--from=objs", "reads.fq")
+    proc = repo.annex("testremote", "objs", "--fast", "--test-readonly=reads.fq")
+    assert "tests passed" in proc.stdout + proc.stderr
+    proc = repo.annex("addurl", "--file=none.fq", "s3://{}/raw/none.fq".format(bucket), check=False)
+    assert proc.returncode != 0 and "not found" in proc.stderr
+
+
+def test_secrets_never_in_git_annex_branch(make_repo, moto_s3):
+    repo = s3_repo(make_repo, moto_s3, _bucket())
+    log = repo.git("show", "git-annex:remote.log").stdout
+    assert S3_SECRET not in log and S3_KEY not in log
+    # later runs find the credentials in git-annex's local store
+    del repo.env["AWS_ACCESS_KEY_ID"], repo.env["AWS_SECRET_ACCESS_KEY"]
+    with open(os.path.join(repo.path, "f.txt"), "w") as fh:
+        fh.write("content\n")
+    repo.annex("add", "f.txt")
+    repo.annex("copy", "--to=s3store", "f.txt")
+
+
+def test_embedcreds_refused(make_repo, moto_s3):
+    repo = make_repo()
+    repo.env.update(AWS_ACCESS_KEY_ID=S3_KEY, AWS_SECRET_ACCESS_KEY=S3_SECRET)
+    proc = repo.initremote("s3store", "store=s3", "bucket=" + _bucket(),
+                           "endpoint=" + moto_s3["endpoint"], "embedcreds=yes", check=False)
+    assert proc.returncode != 0
+    assert "embedcreds" in proc.stderr
+
+
+def test_bad_credentials_clear_error(make_repo, seaweed_s3):
+    bucket = _bucket()
+    repo = s3_repo(make_repo, seaweed_s3, bucket)
+    with open(os.path.join(repo.path, "f.txt"), "w") as fh:
+        fh.write("content\n")
+    repo.annex("add", "f.txt")
+    repo.env["AWS_ACCESS_KEY_ID"] = S3_KEY
+    repo.env["AWS_SECRET_ACCESS_KEY"] = "wrong-secret"
+    proc = repo.annex("copy", "--to=s3store", "f.txt", check=False)
+    assert proc.returncode != 0
+    assert "access denied" in proc.stdout + proc.stderr
+    assert seaweed_s3["client"].list_objects_v2(Bucket=bucket).get("KeyCount", 0) == 0
+    assert "s3store" not in repo.annex("whereis", "f.txt").stdout
