@@ -198,3 +198,14 @@ def seaweed_s3(tmp_path_factory):
 @pytest.fixture(params=["moto", "seaweedfs"])
 def s3server(request):
     return request.getfixturevalue("moto_s3" if request.param == "moto" else "seaweed_s3")
+
+
+def assert_testremote_passed(proc, minimum=20):
+    """testremote ends with 'All N tests passed'; N must be plausible."""
+    import re
+
+    text = proc.stdout + proc.stderr
+    match = re.search(r"All (\d+) tests passed", text)
+    assert match, text[-2000:]
+    assert int(match.group(1)) >= minimum, text[-2000:]
+    return int(match.group(1))

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from conftest import requires_annex
+from conftest import assert_testremote_passed, requires_annex
 
 pytestmark = requires_annex
 
@@ -75,7 +75,7 @@ def test_doi_landing_on_unsupported_host(repo, services):
 def test_doi_testremote_readonly(repo):
     repo.annex("addurl", "--file=data.bin", "doi:10.5281/zenodo.199/data.bin")
     proc = repo.annex("testremote", "hpc", "--fast", "--test-readonly=data.bin")
-    assert "tests passed" in proc.stdout + proc.stderr
+    assert_testremote_passed(proc)
 
 
 def test_vdi_addurl_drop_get_fsck_and_testremote(repo, services):
@@ -85,7 +85,7 @@ def test_vdi_addurl_drop_get_fsck_and_testremote(repo, services):
     repo.annex("get", "ref.fa")
     repo.annex("fsck", "--from=hpc", "ref.fa")
     proc = repo.annex("testremote", "hpc", "--fast", "--test-readonly=ref.fa")
-    assert "tests passed" in proc.stdout + proc.stderr
+    assert_testremote_passed(proc)
 
 
 def test_vdi_view_lists_all_files_and_errors(repo, services):

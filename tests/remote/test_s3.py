@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from conftest import S3_KEY, S3_SECRET, requires_annex
+from conftest import S3_KEY, S3_SECRET, assert_testremote_passed, requires_annex
 
 pytestmark = requires_annex
 
@@ -28,7 +28,7 @@ def _bucket():
 def test_s3_store_testremote(make_repo, s3server):
     repo = s3_repo(make_repo, s3server, _bucket())
     proc = repo.annex("testremote", "s3store", "--fast", "--size=200KiB")
-    assert "tests passed" in proc.stdout + proc.stderr
+    assert_testremote_passed(proc)
 
 
 def test_s3_copy_drop_get_fsck_and_layout(make_repo, s3server, tmp_path):
@@ -84,7 +84,7 @@ def test_s3_url_addurl_drop_get_fsck(make_repo, s3server):
     repo.annex("get", "reads.fq")
     repo.annex("fsck", "--from=objs", "reads.fq")
     proc = repo.annex("testremote", "objs", "--fast", "--test-readonly=reads.fq")
-    assert "tests passed" in proc.stdout + proc.stderr
+    assert_testremote_passed(proc)
     proc = repo.annex("addurl", "--file=none.fq", "s3://{}/raw/none.fq".format(bucket), check=False)
     assert proc.returncode != 0 and "not found" in proc.stderr
 

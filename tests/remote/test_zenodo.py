@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import requires_annex
+from conftest import assert_testremote_passed, requires_annex
 
 pytestmark = requires_annex
 
@@ -44,7 +44,7 @@ def test_addurl_drop_get_fsck(zrepo, zenodo):
 def test_testremote_readonly(zrepo):
     zrepo.annex("addurl", "--file=reads.fasta", "zenodo://13830932/reads.fasta")
     proc = zrepo.annex("testremote", "hpc", "--fast", "--test-readonly=reads.fasta")
-    assert "tests passed" in proc.stdout + proc.stderr
+    assert_testremote_passed(proc)
 
 
 def test_unknown_initremote_parameter_rejected(make_repo, zenodo):
