@@ -110,8 +110,8 @@ class HpcdataRemote(SpecialRemote):
             for name, var in ENV_OVERRIDES.items():
                 if os.environ.get(var):
                     settings[name] = os.environ[var]
-            self.settings = settings
             self._validate(settings)
+            self.settings = settings  # only valid settings are ever kept
         return self.settings
 
     def _validate(self, s):
@@ -126,12 +126,12 @@ class HpcdataRemote(SpecialRemote):
             raise ConfigError("store=s3 needs bucket=NAME")
         if store == "irods" and not s["irods-collection"].startswith("/"):
             raise ConfigError("store=irods needs irods-collection=/ZONE/PATH")
-        self._vdi_servers()
+        self._vdi_servers(s)
 
-    def _vdi_servers(self):
+    def _vdi_servers(self, settings=None):
         from .vdi import parse_servers
 
-        servers = parse_servers(self.settings["vdi-servers"])
+        servers = parse_servers((settings or self.settings)["vdi-servers"])
         servers.update(parse_servers(os.environ.get("DATALAD_HPCDATA_VDI_SERVERS", "")))
         return servers
 

@@ -1,0 +1,138 @@
+"""Protocol-level behaviour without git-annex: transcripts and unit checks."""
+
+import io
+import subprocess
+import sys
+
+import pytest
+
+from datalad_hpcdata.remote.errors import NotFound
+from datalad_hpcdata.remote.httpclient import HttpClient, HttpError, retry_wait
+from datalad_hpcdata.remote.main import CONFIGS, HpcdataRemote, key_md5, key_size
+from datalad_hpcdata.remote.names import safe_relpath
+from datalad_hpcdata.remote.protocol import HpcdataMaster
+
+
+def transcript(lines, patch=None):
+    """Run the remote on ``lines`` (requests and git-annex's replies)."""
+    out = io.StringIO()
+    master = HpcdataMaster(out)
+    remote = HpcdataRemote(master)
+    if patch:
+        patch(remote)
+    master.LinkRemote(remote)
+    master.Listen(io.StringIO("".join(line + "\n" for line in lines)))
+    return out.getvalue().splitlines()
+
+
+def prepare_lines(**config):
+    """PREPARE followed by git-annex's VALUE replies to each GETCONFIG."""
+    return ["PREPARE"] + ["VALUE " + config.get(name.replace("-", "_"), "") for name in CONFIGS]
+
+
+def test_extensions_and_listconfigs():
+    out = transcript(["EXTENSIONS INFO GETGITREMOTENAME ASYNC", "LISTCONFIGS"])
+    assert out[0] == "VERSION 1"
+    assert out[1] == "EXTENSIONS INFO GETGITREMOTENAME"
+    configs = [line.split(" ")[1] for line in out if line.startswith("CONFIG ")]
+    assert sorted(configs) == sorted(CONFIGS)
+    assert out[-1] == "CONFIGEND"
+
+
+def test_bad_config_fails_prepare_not_process():
+    out = transcript(prepare_lines(store="ftp") + ["CLAIMURL zenodo://1/a"])
+    assert any(line.startswith("PREPARE-FAILURE store must be none, s3 or irods") for line in out)
+    assert out[-1] == "CLAIMURL-FAILURE"
+
+
+def test_unexpected_exceptions_become_failure_replies():
+    def patch(remote):
+        def boom(*args):
+            raise KeyError("multi\nline")
+        remote.scheme_of = boom
+        remote.recorded_urls = boom
+
+    out = transcript(prepare_lines() + [
+        "CLAIMURL zenodo://1/a",
+        "CHECKURL zenodo://1/a",
+        "TRANSFER RETRIEVE KEY-s1--x file with spaces",
+        "WHEREIS KEY-s1--x",
+        "GETAVAILABILITY",
+    ], patch)
+    assert "CLAIMURL-FAILURE" in out
+    failure = [line for line in out if line.startswith("CHECKURL-FAILURE")][0]
+    assert "KeyError" in failure
+    assert any(line.startswith("TRANSFER-FAILURE RETRIEVE KEY-s1--x KeyError") for line in out)
+    assert "WHEREIS-FAILURE" in out
+    assert out[-1] == "AVAILABILITY GLOBAL"  # still alive after all of that
+    assert all("\n" not in line for line in out)
+
+
+def test_store_on_resolver_only_remote_fails_cleanly():
+    out = transcript(prepare_lines() + ["TRANSFER STORE KEY-s1--x /tmp/x"])
+    assert out[-1].startswith("TRANSFER-FAILURE STORE KEY-s1--x this remote only resolves URLs")
+
+
+def test_executable_writes_only_protocol_to_stdout():
+    script = ("import datalad_hpcdata.remote.main as m\n"
+              "orig = m.HpcdataRemote.prepare\n"
+              "def noisy(self):\n"
+              "    print('noise from a library')\n"
+              "    return orig(self)\n"
+              "m.HpcdataRemote.prepare = noisy\n"
+              "m.main()\n")
+    stdin = "\n".join(["EXTENSIONS INFO", "LISTCONFIGS"] + prepare_lines() + ["NOSUCHREQUEST x", ""])
+    proc = subprocess.run([sys.executable, "-c", script], input=stdin,
+                          capture_output=True, text=True, timeout=60)
+    words = {"VERSION", "EXTENSIONS", "CONFIG", "CONFIGEND", "GETCONFIG", "PREPARE-SUCCESS",
+             "UNSUPPORTED-REQUEST"}
+    lines = proc.stdout.splitlines()
+    assert lines and all(line.split(" ")[0] in words for line in lines), proc.stdout
+    assert "noise from a library" in proc.stderr
+    assert "PREPARE-SUCCESS" in lines
+    assert lines[-1] == "UNSUPPORTED-REQUEST"
+
+
+def test_retry_wait_honours_headers():
+    class R:
+        def __init__(self, headers):
+            self.headers = headers
+
+    assert retry_wait(R({"Retry-After": "7"}), 0, 1.0, 60) == 7
+    assert retry_wait(R({"Retry-After": "7000"}), 0, 1.0, 60) == 60  # capped
+    assert retry_wait(R({"Retry-After": "Wed, 21 Oct 2015 07:28:10 GMT"}), 0, 1.0, 60,
+                      now=1445412480) == 10
+    assert retry_wait(R({"X-RateLimit-Reset": "1000"}), 0, 1.0, 60, now=990) == 10
+    assert retry_wait(R({}), 3, 0.5, 60) == 4  # exponential back-off
+    assert retry_wait(None, 0, 1.0, 60) == 1
+
+
+def test_http_client_retries_with_server_delay(services):
+    services.add_record(5, {"a": b"x"})
+    services.faults["status"] = [(429, {"Retry-After": "3"}), (502, {})]
+    waits = []
+    client = HttpClient(retries=3, backoff=0.25, max_wait=30, sleep=waits.append)
+    assert client.get_json(services.url + "/api/records/5")["id"] == 5
+    assert waits == [3.0, 0.5]
+    # cached: a second call does not hit the server
+    hits = len(services.hits)
+    client.get_json(services.url + "/api/records/5")
+    assert len(services.hits) == hits
+    services.faults["status_always"] = (500, {})
+    with pytest.raises(HttpError, match="gave up after 4 attempts"):
+        client.get_json(services.url + "/api/records/6")
+    services.reset_faults()
+    with pytest.raises(NotFound):
+        client.get_json(services.url + "/api/records/6")
+
+
+def test_key_parsing_and_names():
+    assert key_size("SHA256E-s123--abc.txt") == 123
+    assert key_size("URL--zenodo://1") is None
+    md5 = "d41d8cd98f00b204e9800998ecf8427e"
+    assert key_md5("MD5E-s0--{}.txt".format(md5)) == md5
+    assert key_md5("SHA256E-s0--{}".format(md5)) is None
+    assert safe_relpath("a/b.txt") == "a/b.txt"
+    for bad in ("../x", "/etc/passwd", "a//b", "a/./b", "a\\b", "x\ny", ""):
+        with pytest.raises(Exception, match="unsafe file name"):
+            safe_relpath(bad)
