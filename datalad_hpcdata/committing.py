@@ -86,7 +86,7 @@ def stage(root: str, files: list[str], deleted: list[str], annex: bool,
             raise GitError("file names with newlines cannot be annexed: %r"
                            % bad)
         proc = subprocess.Popen(
-            argv, cwd=root, env=git_env(), stdin=subprocess.PIPE,
+            argv, cwd=root, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         out, err = proc.communicate(sep.join(files) + sep)
         if proc.returncode:

@@ -52,7 +52,7 @@ def expand_log(pattern: str, master: str, task: str | None, raw_id: str,
 
 
 def job_logs(ctx, job, info: JobInfo | None) -> list[str]:
-    """Dataset-relative paths of the job's Slurm logs that lie inside it."""
+    """Dataset-relative paths of the job's existing Slurm logs inside it."""
     pats = job.spec.get("slurm_logs") or []
     name = job.spec.get("job_name")
     targets = []
@@ -61,6 +61,10 @@ def job_logs(ctx, job, info: JobInfo | None) -> list[str]:
             for p in pats:
                 targets.append(expand_log(p, job.job_id, task, tinfo.job_id,
                                           name, tinfo.nodes))
+                # a %j in an array's pattern looked like %A at submit time
+                targets.append(expand_log(p.replace("%A", "%j"), job.job_id,
+                                          task, tinfo.job_id, name,
+                                          tinfo.nodes))
     else:
         nodes = info.nodes if info else None
         for p in pats:
@@ -72,9 +76,26 @@ def job_logs(ctx, job, info: JobInfo | None) -> list[str]:
             rel = canonical(t, ctx.root, ctx.root)
         except PathError:
             continue    # outside the dataset: not recorded
-        if rel not in logs:
+        if rel not in logs and os.path.lexists(os.path.join(ctx.root, rel)):
             logs.append(rel)
-    return logs
+    return sorted(logs)
+
+
+def array_size(spec: str | None) -> int | None:
+    """Number of tasks of an --array spec ('1-7:2,10%2' -> 5)."""
+    if not spec:
+        return None
+    spec = spec.split("%")[0]
+    total = 0
+    for part in spec.split(","):
+        m = re.fullmatch(r"(\d+)(?:-(\d+)(?::(\d+))?)?", part.strip())
+        if not m:
+            return None
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) else lo
+        step = int(m.group(3)) if m.group(3) else 1
+        total += len(range(lo, hi + 1, step))
+    return total
 
 
 def build_record(ctx, job, info: JobInfo, logs) -> dict:
@@ -205,6 +226,15 @@ def finish(ctx, job_ids=None, message=None, close_failed=False,
     for job in jobs:
         info = infos.get(job.job_id)
         klass = info.state_class if info else UNKNOWN
+        expected = array_size(job.spec.get("array"))
+        if info is not None and expected and klass != ACTIVE and \
+                len([t for t in info.tasks if t.isdigit()]) < expected:
+            # accounting has not split the array into its tasks yet
+            yield _res(ctx, job, status="notneeded", state=info.state,
+                       message=("array job %s: %d of %d tasks known to "
+                                "Slurm yet", job.job_id, len(info.tasks),
+                                expected))
+            continue
         if klass == UNKNOWN and now - (job.submit_time or now) < UNKNOWN_GRACE:
             yield _res(ctx, job, status="notneeded", state="UNKNOWN",
                        message="not yet visible to Slurm; try again shortly")
@@ -259,11 +289,11 @@ def commit_finished(ctx, pairs, message):
             outputs=job.spec["output_specs"], extra_files=logs))
     by_row = {job.row: (job, info) for job, info in pairs}
     pid = "hpcdata-finish-%d-%d" % (os.getpid(), id(pairs))
-    log_progress(lgr.info, pid, "Committing %d finished jobs", len(commits),
+    log_progress(lgr.debug, pid, "Committing %d finished jobs", len(commits),
                  total=len(commits), label="Committing", unit=" jobs")
 
     def tick(_):
-        log_progress(lgr.info, pid, "", update=1, increment=True,
+        log_progress(lgr.debug, pid, "", update=1, increment=True,
                      noninteractive_level=5)
 
     try:
@@ -285,7 +315,7 @@ def commit_finished(ctx, pairs, message):
                 return
             ctx.store.mark_committed({c.key: c.commit for c in commits})
     finally:
-        log_progress(lgr.info, pid, "Committed %d jobs", len(commits),
+        log_progress(lgr.debug, pid, "Committed %d jobs", len(commits),
                      noninteractive_level=5)
     for c in commits:
         job, info = by_row[c.key]

@@ -181,8 +181,25 @@ class JobStore:
                 reaped = True
         return reaped
 
-    def claim(self, paths: list[str], spec: dict, head: str | None) -> int:
-        """Atomically claim `paths` for a new job; return its row id."""
+    def claim(self, paths: list[str], spec: dict, head: str | None,
+              wait_submitting: float = 30.0) -> int:
+        """Atomically claim `paths` for a new job; return its row id.
+
+        If the conflicting claim belongs to a submission still in progress,
+        wait (bounded) for it to get its job id, so the refusal can name
+        the owning job."""
+        deadline = time.monotonic() + wait_submitting
+        while True:
+            try:
+                return self._claim(paths, spec, head)
+            except ConflictError as e:
+                pending = any(j.status == "submitting"
+                              for _, _, j in e.conflicts)
+                if not pending or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.05)
+
+    def _claim(self, paths, spec, head):
         with self.transaction() as con:
             conflicts = self._conflicts(con, paths)
             if conflicts and self._reap_dead_submissions(con, conflicts):

@@ -35,13 +35,17 @@ def _real_location(path: str) -> str:
     return os.path.join(os.path.realpath(head), tail)
 
 
-def _relative(path: str, root: str, pwd: str) -> str:
-    """Dataset-relative POSIX form of `path`; "" for the root itself."""
+def _relative(path: str, root: str, pwd: str, directory=False) -> str:
+    """Dataset-relative POSIX form of `path`; "" for the root itself.
+
+    With `directory` the last component is resolved too (it is a directory
+    whose contents a glob matches)."""
     if not path or not str(path).strip():
         raise PathError("empty path")
     path = str(path)
     full = path if os.path.isabs(path) else os.path.join(pwd, path)
-    rel = os.path.relpath(_real_location(full), root)
+    real = os.path.realpath(full) if directory else _real_location(full)
+    rel = os.path.relpath(real, root)
     if rel == os.curdir:
         return ""
     if rel == os.pardir or rel.startswith(os.pardir + os.sep):
@@ -95,7 +99,7 @@ def canonical_spec(spec: str, root: str, pwd: str) -> str:
     full = spec if os.path.isabs(spec) else os.path.join(pwd, spec)
     parts = Path(full).as_posix().split("/")
     idx = next(i for i, p in enumerate(parts) if has_glob(p))
-    base = _relative("/".join(parts[:idx]) or "/", root, pwd)
+    base = _relative("/".join(parts[:idx]) or "/", root, pwd, directory=True)
     rest = "/".join(p for p in parts[idx:] if p not in ("", "."))
     if ".." in rest.split("/"):
         raise PathError("%r: '..' after a wildcard is not supported" % spec)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 from datalad.core.local.run import Run, get_command_pwds
 from datalad.distribution.dataset import (datasetmethod, require_dataset)
@@ -86,8 +87,12 @@ class SlurmSchedule(Interface):
                  dry_run=None, alt_dir=None, check_outputs=None, jobs=None):
         ds = require_dataset(dataset, check_installed=True,
                              purpose="schedule a Slurm job")
-        pwd, _ = get_command_pwds(dataset)
         ctx = DatasetContext(ds)
+        pwd, _ = get_command_pwds(dataset)
+        if not _inside(pwd, ctx.root):
+            # like `datalad run`: outside the dataset, paths are relative
+            # to its root and the job is submitted from there
+            pwd = ctx.root
         if check_outputs is False:
             lgr.warning("--check-outputs false is ignored: overlapping "
                         "outputs are always refused")
@@ -105,3 +110,8 @@ class SlurmSchedule(Interface):
         yield from schedule(ctx, spec, jobs=jobs, dry_run=dry_run)
 
     custom_result_renderer = staticmethod(render_result)
+
+
+def _inside(path, root):
+    rel = os.path.relpath(os.path.realpath(path), root)
+    return not (rel == os.pardir or rel.startswith(os.pardir + os.sep))

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
-import time
 
 from datalad.core.local.run import format_command, normalize_command
 from datalad.interface.results import get_status_dict
@@ -236,7 +236,7 @@ def schedule(ctx, spec, jobs=None, dry_run=None):
         info = ctx.backend.submit_info(sub.job_id)
     except SlurmError as e:
         lgr.warning("could not read job %s details: %s", sub.job_id, e)
-    logs = log_patterns(ctx, info, pwd_abs)
+    logs = log_patterns(ctx, info, pwd_abs, sub.job_id)
     cluster = ctx.cluster_name(sub.cluster)
     store.set_submitted(row, cluster, sub.job_id, {
         "slurm_logs": logs,
@@ -253,23 +253,30 @@ def schedule(ctx, spec, jobs=None, dry_run=None):
         array=info.get("ArrayTaskId") or None, **res)
 
 
-def log_patterns(ctx, info, pwd_abs):
-    """Slurm log path patterns as the job will write them (absolute)."""
+NO_VAL = "4294967294"   # what scontrol prints for %a of a pending array
+
+
+def log_patterns(ctx, info, pwd_abs, job_id):
+    """Slurm log path patterns as the job will write them (absolute).
+
+    scontrol shows a plain job's log names expanded.  For an array it shows
+    the master record with %a as NO_VAL and %A/%j as the master id: turn
+    those back into %a and %A (a %j pattern is re-derived per task at
+    finish time, see finishing.job_logs)."""
     pats = []
     workdir = info.get("WorkDir") or pwd_abs
-    array = bool(info.get("ArrayTaskId") or info.get("ArrayJobId"))
-    default = "slurm-%A_%a.out" if array else "slurm-%j.out"
+    array = bool(info.get("ArrayTaskId"))
     for key in ("StdOut", "StdErr"):
         value = info.get(key)
         if not value and key == "StdOut":
-            value = default
+            value = "slurm-%A_%a.out" if array else "slurm-%j.out"
         if not value or value == "/dev/null":
             continue
+        if array:
+            value = value.replace(NO_VAL, "%a")
+            value = re.sub(r"(?<!\d)%s(?!\d)" % re.escape(str(job_id)), "%A",
+                           value)
         value = os.path.join(workdir, value)
         if value not in pats:
             pats.append(value)
     return pats
-
-
-def stamp():
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
