@@ -155,3 +155,21 @@ def test_path_traversal_name_in_record_is_refused(make_repo, services):
     assert proc.returncode != 0
     assert repo.git("ls-files").stdout == ""
     assert not os.path.exists(os.path.join(os.path.dirname(repo.path), "x"))
+
+
+def test_datalad_addurls_and_download_url(zrepo, zenodo, tmp_path):
+    import shutil
+
+    if shutil.which("datalad") is None:
+        pytest.skip("datalad command line not available")
+    table = tmp_path / "table.csv"
+    table.write_text("name,url\nx.fasta,zenodo://13830932/reads.fasta\n")
+    zrepo.run("datalad", "addurls", "--nosave", str(table), "{url}", "{name}")
+    assert zrepo.has_content("x.fasta")
+    # download-url uses DataLad's own http downloader, then registers the URL,
+    # which this remote claims: later gets go through the remote.
+    url = "{}/records/13830932/files/reads.fasta?download=1".format(zenodo.url)
+    zrepo.run("datalad", "download-url", "-O", "d.fasta", url)
+    zrepo.annex("drop", "d.fasta")
+    zrepo.annex("get", "--from=hpc", "d.fasta")
+    assert zrepo.has_content("d.fasta")
