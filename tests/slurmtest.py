@@ -63,3 +63,11 @@ def one(res, **match):
     hits = [r for r in res if all(r.get(k) == v for k, v in match.items())]
     assert len(hits) == 1, (match, res)
     return hits[0]
+
+
+def text(res):
+    """A result's message as a string (DataLad allows (fmt, *args))."""
+    msg = res.get("message")
+    if isinstance(msg, tuple):
+        return msg[0] % tuple(msg[1:])
+    return msg or ""
