@@ -433,3 +433,32 @@ def test_finish_killed_midway_then_rerun(slurm, dataset, monkeypatch,
         "[DATALAD SLURM RUN] Slurm job %s: Completed" % i for i in ids)
     assert git(ds, "status", "--porcelain") == ""
     assert one(finish(ds), status="notneeded")
+
+
+def test_reschedule_reads_peer_record(slurm, dataset):
+    """A [DATALAD SLURM RUN] commit written by datalad-slurm 0.2.8."""
+    ds = dataset
+    Path(ds.path, "jobA").mkdir()
+    record = {
+        "alt_dir": "", "chain": [], "cmd": "sbatch ../code/job.sh result.txt",
+        "dsid": ds.id, "extra_inputs": [], "inputs": [],
+        "outputs": ["jobA/result.txt", "jobA/slurm-77.out",
+                    "jobA/slurm-job-77.env.json"],
+        "pwd": "jobA", "slurm_job_id": 77,
+        "slurm_outputs": ["slurm-77.out", "slurm-job-77.env.json"]}
+    msg = ("[DATALAD SLURM RUN] Slurm job 77: Completed\n\n"
+           "=== Do not change lines below ===\n%s\n"
+           "^^^ Do not change lines above ^^^\n"
+           % json.dumps(record, indent=1, sort_keys=True))
+    git(ds, "commit", "--allow-empty", "-q", "-m", msg)
+    peer = git(ds, "rev-parse", "HEAD").strip()
+    r = one(dl.slurm_reschedule(dataset=ds, **KW), action="slurm-reschedule",
+            status="ok")
+    assert r["outputs"] == ["result.txt"] and r["pwd"] == "jobA"
+    wait_jobs([r["slurm_job_id"]])
+    one(finish(ds), status="ok")
+    _, rec = head_record(ds)
+    assert rec["chain"] == [peer] and rec["outputs"] == ["result.txt"]
+    changed = git(ds, "diff", "--name-only", "HEAD~1", "HEAD").split()
+    assert sorted(changed) == ["jobA/result.txt",
+                               "jobA/slurm-%s.out" % r["slurm_job_id"]]
