@@ -1,0 +1,162 @@
+"""Benchmark fixtures: DataLad datasets tracking N files, built with git plumbing.
+
+A dataset is made by ``datalad create`` followed by ONE ``git fast-import``
+stream that adds N files in a single commit: 90 % annex-style symlinks
+(mode 120000, pointing to ``.git/annex/objects/Xx/Yy/KEY/KEY`` whose content
+is absent, as in a real dataset whose data lives elsewhere) and 10 % small
+regular files, spread over directories of 500 files.  ``git reset --hard``
+then populates the worktree.  A 100k-file dataset takes a few seconds.
+
+Datasets are cached (``--cache``, default ``/tmp/hpcdata-bench-cache``) and
+reused across runs.  Before every use :func:`reset_dataset` brings a cached
+dataset back to its fixture commit (tag ``bench-fixture``), removes job
+outputs/logs and both job stores (ours and the peer's), so every measurement
+starts from the same state.  A dataset is rebuilt only if it is missing or
+was built by an older fixture version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+FIXTURE_VERSION = 2
+TAG = "bench-fixture"
+FILES_PER_DIR = 500
+REGULAR_EVERY = 10          # every 10th file is a small regular file
+
+# the job every benchmark submits: writes 3 small files into $1 (= out/<n>)
+JOB_SH = """#!/bin/sh
+#SBATCH --job-name=hpcbench
+#SBATCH --time=00:05:00
+set -e
+mkdir -p "$1"
+echo "job ${SLURM_JOB_ID:-none} a" > "$1/a.txt"
+echo "job ${SLURM_JOB_ID:-none} b" > "$1/b.txt"
+printf '{"job": "%s"}\\n' "${SLURM_JOB_ID:-none}" > "$1/c.json"
+"""
+
+
+def git(root, *args, input=None, env=None, check=True):
+    proc = subprocess.run(["git", *args], cwd=root, input=input,
+                          capture_output=True, env=env,
+                          text=isinstance(input, str) or input is None)
+    if check and proc.returncode:
+        raise RuntimeError("git %s failed: %s" % (" ".join(args[:3]),
+                                                   proc.stderr))
+    return proc
+
+
+def _annex_key(i: int, size: int) -> tuple[str, str]:
+    digest = hashlib.md5(b"bench-%d" % i).hexdigest()
+    key = "MD5E-s%d--%s.dat" % (size, digest)
+    # two hash directories like annex's mixed-case hashdirmixed layout
+    h = hashlib.md5(key.encode()).hexdigest()
+    d1 = h[0].upper() + h[1]
+    d2 = h[2] + h[3].upper()
+    return key, "%s/%s/%s/%s" % (d1, d2, key, key)
+
+
+def fast_import_stream(n_files: int, parent: str) -> bytes:
+    """One commit adding n_files below data/ plus code/job.sh."""
+    chunks = []
+    add = chunks.append
+    add(b"commit refs/heads/bench-import\n")
+    add(b"committer bench <bench@example.com> 1700000000 +0000\n")
+    msg = b"bench fixture: %d files" % n_files
+    add(b"data %d\n%s\n" % (len(msg), msg))
+    add(b"from %s\n" % parent.encode())
+    job = JOB_SH.encode()
+    add(b"M 100755 inline code/job.sh\ndata %d\n%s\n" % (len(job), job))
+    for i in range(n_files):
+        d = "data/d%04d" % (i // FILES_PER_DIR)
+        if i % REGULAR_EVERY == 0:
+            path = "%s/meta%06d.json" % (d, i)
+            body = b'{"file": %d}\n' % i
+            add(b"M 100644 inline %s\ndata %d\n%s\n"
+                % (path.encode(), len(body), body))
+        else:
+            path = "%s/f%06d.dat" % (d, i)
+            _, objpath = _annex_key(i, 1000 + i % 4096)
+            # data/dXXXX/file -> ../../.git/annex/objects/...
+            target = ("../../.git/annex/objects/%s" % objpath).encode()
+            add(b"M 120000 inline %s\ndata %d\n%s\n"
+                % (path.encode(), len(target), target))
+    add(b"\n")
+    return b"".join(chunks)
+
+
+def build_dataset(path: Path, n_files: int, log=print) -> float:
+    """Create the dataset at `path` (must not exist). Return seconds."""
+    t0 = time.monotonic()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    subprocess.run(["datalad", "create",
+                    str(path)], check=True, capture_output=True, env=env)
+    head = git(path, "rev-parse", "HEAD").stdout.strip()
+    stream = fast_import_stream(n_files, head)
+    git(path, "fast-import", "--quiet", input=stream)
+    branch = git(path, "symbolic-ref", "--short", "HEAD").stdout.strip()
+    git(path, "reset", "--hard", "-q", "refs/heads/bench-import")
+    git(path, "branch", "-D", "bench-import")
+    git(path, "tag", "-f", TAG)
+    # entries written in the same second as the index are "racily clean"
+    # and would be re-read by the first status; refresh once, a second later
+    time.sleep(1.1)
+    git(path, "update-index", "-q", "--refresh", check=False)
+    # no automatic gc in the middle of a measurement
+    git(path, "config", "gc.auto", "0")
+    git(path, "config", "gc.autoDetach", "false")
+    (path / ".git" / "bench-fixture.json").write_text(json.dumps({
+        "version": FIXTURE_VERSION, "files": n_files, "branch": branch,
+        "built_s": round(time.monotonic() - t0, 3)}))
+    dt = time.monotonic() - t0
+    log("  built %d-file dataset %s in %.1f s" % (n_files, path, dt))
+    return dt
+
+
+def fixture_info(path: Path) -> dict | None:
+    try:
+        return json.loads((path / ".git" / "bench-fixture.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def get_dataset(cache: Path, n_files: int, name: str = "", log=print) -> tuple[Path, float | None]:
+    """Cached dataset tracking n_files (+ a few fixture files).
+
+    Returns (path, build seconds or None if it came from the cache)."""
+    path = cache / ("ds-%d%s" % (n_files, "-" + name if name else ""))
+    info = fixture_info(path)
+    if info and info.get("version") == FIXTURE_VERSION \
+            and info.get("files") == n_files:
+        reset_dataset(path)
+        return path, None
+    if path.exists():
+        shutil.rmtree(path)
+    dt = build_dataset(path, n_files, log=log)
+    return path, dt
+
+
+def reset_dataset(path: Path):
+    """Back to the fixture commit: drop bench commits, outputs, job stores."""
+    git(path, "reset", "--hard", "-q", TAG)
+    for sub in ("out", "logs"):
+        shutil.rmtree(path / sub, ignore_errors=True)
+    for p in path.glob("slurm-*"):
+        p.unlink()
+    gitdir = path / ".git"
+    shutil.rmtree(gitdir / "datalad-hpcdata", ignore_errors=True)
+    for db in gitdir.glob("*.db"):      # the peer's store: .git/<dsid>.db
+        db.unlink()
+    git(path, "update-ref", "-d", "refs/bench/floor", check=False)
+
+
+def tracked_files(path: Path) -> int:
+    out = git(path, "ls-files", "-z").stdout
+    return out.count("\0")
