@@ -70,6 +70,11 @@ class SlurmFinish(Interface):
             args=("--commit-failed-jobs",), action="store_true",
             doc="""commit the outputs of failed jobs too, with the final
             state in the commit subject."""),
+        keep_alt_dir=Parameter(
+            args=("--keep-alt-dir",), action="store_true",
+            doc="""keep the staged files of alt-dir jobs after their outputs
+            were copied back and committed (default: remove them; config
+            'datalad.hpcdata.keep-alt-dir')."""),
         jobs=jobs_opt,
     )
 
@@ -78,16 +83,20 @@ class SlurmFinish(Interface):
     @eval_results
     def __call__(job_id=None, *, slurm_job_id=None, dataset=None,
                  message=None, list_open_jobs=False, close_failed_jobs=False,
-                 commit_failed_jobs=False, jobs=None):
+                 commit_failed_jobs=False, keep_alt_dir=False, jobs=None):
         ds = require_dataset(dataset, check_installed=True,
                              purpose="finish Slurm jobs")
         ids = [str(j) for j in (job_id or [])]
         if isinstance(slurm_job_id, (str, int)):
             slurm_job_id = [slurm_job_id]
         ids += [str(j) for j in (slurm_job_id or [])]
-        yield from finish(DatasetContext(ds), job_ids=ids or None,
-                          message=message, close_failed=close_failed_jobs,
+        ctx = DatasetContext(ds)
+        keep = keep_alt_dir or ctx.ds.config.getbool(
+            "datalad.hpcdata", "keep-alt-dir", default=False)
+        yield from finish(ctx, job_ids=ids or None, message=message,
+                          close_failed=close_failed_jobs,
                           commit_failed=commit_failed_jobs,
-                          list_only=list_open_jobs)
+                          list_only=list_open_jobs, keep_alt_dir=keep,
+                          jobs=jobs)
 
     custom_result_renderer = staticmethod(render_result)

@@ -15,6 +15,8 @@ from .gitplumbing import GitError, is_ancestor, rev_parse, update_ref
 from .paths import PathError, canonical
 from .record import format_message, extension_tag
 from .repolock import repository_lock
+from .scheduling import unstage
+from .staging import StagingError, fetch_outputs
 from .slurm.backend import JobInfo, SlurmError
 from .slurm.states import ACTIVE, COMPLETED, FAILED, UNKNOWN
 
@@ -52,7 +54,9 @@ def expand_log(pattern: str, master: str, task: str | None, raw_id: str,
 
 
 def job_logs(ctx, job, info: JobInfo | None) -> list[str]:
-    """Dataset-relative paths of the job's existing Slurm logs inside it."""
+    """Dataset-relative paths of the job's existing Slurm logs inside it
+    (for an alt-dir job: inside the alt-dir, where the job wrote them)."""
+    base = job.spec.get("alt_root") or ctx.root
     pats = job.spec.get("slurm_logs") or []
     name = job.spec.get("job_name")
     targets = []
@@ -73,10 +77,10 @@ def job_logs(ctx, job, info: JobInfo | None) -> list[str]:
     logs = []
     for t in targets:
         try:
-            rel = canonical(t, ctx.root, ctx.root)
+            rel = canonical(t, base, base)
         except PathError:
             continue    # outside the dataset: not recorded
-        if rel not in logs and os.path.lexists(os.path.join(ctx.root, rel)):
+        if rel not in logs and os.path.lexists(os.path.join(base, rel)):
             logs.append(rel)
     return sorted(logs)
 
@@ -159,7 +163,8 @@ def recover_pending(ctx, jobs):
 
 
 def finish(ctx, job_ids=None, message=None, close_failed=False,
-           commit_failed=False, list_only=False):
+           commit_failed=False, list_only=False, keep_alt_dir=False,
+           jobs=None):
     store = ctx.store
     wanted = [str(j) for j in job_ids] if job_ids else None
     jobs = store.jobs(("submitting", "open"))
@@ -268,7 +273,8 @@ def finish(ctx, job_ids=None, message=None, close_failed=False,
                            exit_code=info.exit_code if info else None,
                            message=msg)
     if to_commit:
-        yield from commit_finished(ctx, to_commit, message)
+        yield from commit_finished(ctx, to_commit, message, keep_alt_dir,
+                                   jobs)
 
 
 def _summary(job, info):
@@ -277,16 +283,64 @@ def _summary(job, info):
     return "%s  %s  %s" % (job.job_id, state, outs)
 
 
-def commit_finished(ctx, pairs, message):
+def _epoch(stamp):
+    try:
+        return time.mktime(time.strptime(stamp, "%Y-%m-%dT%H:%M:%S"))
+    except (TypeError, ValueError):
+        return None
+
+
+def fetch_back(ctx, job, info, logs, jobs=None):
+    """Copy an alt-dir job's outputs and logs into the dataset, verified."""
+    return fetch_outputs(
+        ctx.root, job.spec["alt_root"], job.spec["output_specs"], logs,
+        job_end_time=_epoch(info.end_time),
+        jobs=jobs if isinstance(jobs, int) and jobs > 0 else 4)
+
+
+def commit_finished(ctx, pairs, message, keep_alt_dir=False, jobs=None):
+    with repository_lock(ctx.git_dir):
+        yield from _commit_locked(ctx, pairs, message, keep_alt_dir, jobs)
+
+
+def _commit_locked(ctx, pairs, message, keep_alt_dir, jobs):
     commits = []
+    fetched = {}
+    ready = []
     for job, info in pairs:
         logs = job_logs(ctx, job, info)
+        if job.spec.get("alt_root"):
+            try:
+                rep = fetch_back(ctx, job, info, logs, jobs)
+            except (StagingError, OSError) as e:
+                yield _res(ctx, job, status="error", state=info.state,
+                           message="could not copy outputs back: %s" % e)
+                continue
+            if rep.tampered or rep.failed:
+                yield _res(ctx, job, status="error", state=info.state,
+                           tampered=rep.tampered,
+                           failed=[list(f) for f in rep.failed],
+                           message=("job %s not committed: %s%s; kept open",
+                                    job.job_id,
+                                    "modified after the job ended: %s"
+                                    % ", ".join(rep.tampered)
+                                    if rep.tampered else "",
+                                    "; could not copy back: %s" % "; ".join(
+                                        "%s (%s)" % f for f in rep.failed)
+                                    if rep.failed else ""))
+                continue
+            fetched[job.row] = rep
+        ready.append((job, info, logs))
+    for job, info, logs in ready:
         record = build_record(ctx, job, info, logs)
         msgs = [message, job.spec.get("message")]
         commits.append(JobCommit(
             key=job.row,
             message=format_message(job.job_id, info.state, msgs, record),
             outputs=job.spec["output_specs"], extra_files=logs))
+    if not commits:
+        return
+    pairs = [(job, info) for job, info, _ in ready]
     by_row = {job.row: (job, info) for job, info in pairs}
     pid = "hpcdata-finish-%d-%d" % (os.getpid(), id(pairs))
     log_progress(lgr.debug, pid, "Committing %d finished jobs", len(commits),
@@ -297,29 +351,34 @@ def commit_finished(ctx, pairs, message):
                      noninteractive_level=5)
 
     try:
-        with repository_lock(ctx.git_dir):
-            head = rev_parse(ctx.root, "HEAD")
-            try:
-                tip = build_commits(ctx.root, head, commits, ctx.annex,
-                                    on_commit=tick)
-                ctx.store.set_pending_commits(
-                    {c.key: c.commit for c in commits})
-                update_ref(ctx.root, tip, head,
-                           "datalad slurm-finish: %d job(s)" % len(commits))
-            except (GitError, OSError) as e:
-                for c in commits:
-                    ctx.store.clear_pending_commit(c.key)
-                for job, _ in pairs:
-                    yield _res(ctx, job, status="error",
-                               message="could not commit: %s" % e)
-                return
-            ctx.store.mark_committed({c.key: c.commit for c in commits})
+        head = rev_parse(ctx.root, "HEAD")
+        try:
+            tip = build_commits(ctx.root, head, commits, ctx.annex,
+                                on_commit=tick)
+            ctx.store.set_pending_commits({c.key: c.commit for c in commits})
+            update_ref(ctx.root, tip, head,
+                       "datalad slurm-finish: %d job(s)" % len(commits))
+        except (GitError, OSError) as e:
+            for c in commits:
+                ctx.store.clear_pending_commit(c.key)
+            for job, _ in pairs:
+                yield _res(ctx, job, status="error",
+                           message="could not commit: %s" % e)
+            return
+        ctx.store.mark_committed({c.key: c.commit for c in commits})
     finally:
         log_progress(lgr.debug, pid, "Committed %d jobs", len(commits),
                      noninteractive_level=5)
     for c in commits:
         job, info = by_row[c.key]
         extra = {"not_committed": c.skipped} if c.skipped else {}
+        rep = fetched.get(c.key)
+        if rep is not None:
+            extra["copied_back"] = len(rep.copied)
+            if rep.missing:
+                extra["missing"] = rep.missing
+            if not keep_alt_dir:
+                unstage(ctx, job.spec, job.row, c.extra_files)
         yield _res(ctx, job, status="ok", state=info.state,
                    exit_code=info.exit_code, commit=c.commit,
                    files=len(c.files), deleted=len(c.deleted),

@@ -14,6 +14,8 @@ import shlex
 
 from datalad.core.local.run import format_command, normalize_command
 from datalad.interface.results import get_status_dict
+from datalad.log import log_progress
+from datalad.support.globbedpaths import GlobbedPaths
 
 from .gitplumbing import rev_parse
 from .jobstore import ConflictError
@@ -22,6 +24,9 @@ from .paths import (PathError, canonical_spec, claim_path, expand, has_glob,
 from .record import extension_tag
 from .repolock import repository_lock
 from .slurm.backend import SlurmError
+from .slurm.cli import is_sbatch
+from .staging import (StagingError, check_alt_dir, cleanup,
+                      prepare_outputs as prepare_staged_outputs, stage_inputs)
 from .worktree import missing_content, prepare_outputs, restore
 
 lgr = logging.getLogger("datalad.hpcdata.schedule")
@@ -90,15 +95,22 @@ def expanded_for_command(ctx, specs, rel_pwd, must_exist):
     return out
 
 
-def build_argv(ctx, cmd, pwd_abs, inputs_cmd, outputs_cmd):
+def build_argv(ctx, cmd, pwd_abs, inputs_cmd, outputs_cmd, dspath=None,
+               glob_pwd=None):
+    """Expand placeholders and split into argv (no shell involved).
+
+    `inputs_cmd`/`outputs_cmd` are already expanded paths relative to the
+    pwd; they are globbed (again) in `glob_pwd`, the existing dataset
+    directory, which for alt-dir jobs differs from the job's `pwd_abs`."""
     cmd_str = normalize_command(cmd)
     if not cmd_str.strip():
         raise ScheduleError("no command given; pass the submission, e.g. "
                             "'sbatch job.sh'")
     try:
         expanded = format_command(
-            ctx.ds, cmd_str, pwd=pwd_abs, dspath=ctx.root,
-            inputs=inputs_cmd, outputs=outputs_cmd)
+            ctx.ds, cmd_str, pwd=pwd_abs, dspath=dspath or ctx.root,
+            inputs=GlobbedPaths(inputs_cmd, pwd=glob_pwd or pwd_abs),
+            outputs=GlobbedPaths(outputs_cmd, pwd=glob_pwd or pwd_abs))
     except (KeyError, IndexError, ValueError) as e:
         raise ScheduleError("cannot expand placeholders in %r: %s"
                             % (cmd_str, e))
@@ -128,8 +140,24 @@ def plan(ctx, cmd, pwd_abs, inputs=None, extra_inputs=None, outputs=None,
     claims = check_outputs(ctx, out_specs)
     inputs_cmd = expanded_for_command(ctx, in_specs, rel_pwd, True)
     outputs_cmd = expanded_for_command(ctx, out_specs, rel_pwd, False)
-    cmd_str, expanded, argv = build_argv(ctx, cmd, pwd_abs, inputs_cmd,
-                                         outputs_cmd)
+    alt_root = None
+    job_pwd = pwd_abs
+    if alt_dir:
+        try:
+            alt_root = check_alt_dir(alt_dir, ctx.root)
+        except StagingError as e:
+            raise ScheduleError("--alt-dir: %s" % e)
+        job_pwd = os.path.join(alt_root, rel_pwd) if rel_pwd != "." \
+            else alt_root
+    cmd_str, expanded, argv = build_argv(ctx, cmd, job_pwd, inputs_cmd,
+                                         outputs_cmd, dspath=alt_root,
+                                         glob_pwd=pwd_abs)
+    if alt_root:
+        if not is_sbatch(argv):
+            raise ScheduleError("--alt-dir needs the command to be an sbatch "
+                                "call (the job's directory is set with "
+                                "--chdir)")
+        argv = [argv[0], "--chdir=%s" % job_pwd] + argv[1:]
     exp = expand_opt or ""
     rec_inputs = (inputs_cmd if exp in ("inputs", "both") else
                   [relative_to_pwd(s, rel_pwd) for s in in_specs])
@@ -149,7 +177,8 @@ def plan(ctx, cmd, pwd_abs, inputs=None, extra_inputs=None, outputs=None,
         "claims": claims,
         "message": message,
         "chain": list(chain or []),
-        "alt_dir": alt_dir,
+        "alt_dir": alt_dir or None,
+        "alt_root": alt_root,
         "assume_ready": assume_ready,
         "extension": extension_tag(),
     }
@@ -181,6 +210,8 @@ def schedule(ctx, spec, jobs=None, dry_run=None):
         return
     head = rev_parse(ctx.root, "HEAD")
     store = ctx.store
+    alt_root = spec.get("alt_root")
+    staged = None
     stored = {k: v for k, v in spec.items() if k != "argv"}
     with repository_lock(ctx.git_dir):
         try:
@@ -208,12 +239,16 @@ def schedule(ctx, spec, jobs=None, dry_run=None):
                             "could not get input content: %s" % "; ".join(
                                 "%s: %s" % (f.get("path"), f.get("message"))
                                 for f in failed))
-            if not _assumed(spec.get("assume_ready"), "outputs"):
+            if alt_root:
+                staged = stage_job(ctx, spec, jobs)
+            elif not _assumed(spec.get("assume_ready"), "outputs"):
                 actions = prepare_outputs(ctx.root, spec["output_specs"])
         except BaseException as e:
             restore(actions)
+            if alt_root:
+                unstage(ctx, spec, row)
             store.reject(row, "preparation failed: %s" % e)
-            if isinstance(e, (ScheduleError, OSError)):
+            if isinstance(e, (ScheduleError, StagingError, OSError)):
                 yield get_status_dict(status="error", message=str(e), **res)
                 return
             raise
@@ -222,6 +257,8 @@ def schedule(ctx, spec, jobs=None, dry_run=None):
     except (SlurmError, OSError) as e:
         with repository_lock(ctx.git_dir):
             unrestored = restore(actions)
+            if alt_root:
+                unstage(ctx, spec, row)
             store.reject(row, str(e))
         msg = str(e)
         if unrestored:
@@ -238,19 +275,70 @@ def schedule(ctx, spec, jobs=None, dry_run=None):
         lgr.warning("could not read job %s details: %s", sub.job_id, e)
     logs = log_patterns(ctx, info, pwd_abs, sub.job_id)
     cluster = ctx.cluster_name(sub.cluster)
-    store.set_submitted(row, cluster, sub.job_id, {
+    staged_counts = ({"staged_files": staged.files,
+                      "staged_bytes": staged.bytes} if staged else {})
+    store.set_submitted(row, cluster, sub.job_id, dict(staged_counts, **{
         "slurm_logs": logs,
         "array": info.get("ArrayTaskId") or None,
         "job_name": info.get("JobName") or None,
         "workdir": info.get("WorkDir") or pwd_abs,
         "submit_stdout": sub.stdout.strip(),
-    })
+    }))
     yield get_status_dict(
         status="ok", message=("submitted Slurm job %s%s", sub.job_id,
                               " on cluster %s" % cluster if cluster else ""),
         slurm_job_id=sub.job_id, cluster=cluster, outputs=spec["outputs"],
         inputs=spec["inputs"], pwd=spec["pwd"], slurm_logs=logs,
-        array=info.get("ArrayTaskId") or None, **res)
+        array=info.get("ArrayTaskId") or None, alt_dir=spec.get("alt_dir"),
+        **dict(staged_counts, **res))
+
+
+def staged_inputs(ctx, spec):
+    return sorted({h for s in spec["input_specs"]
+                   for h in expand(s, ctx.root)})
+
+
+def stage_job(ctx, spec, jobs=None):
+    """Copy inputs into the alt-dir and prepare output dirs there."""
+    alt_root = spec["alt_root"]
+    prepare_staged_outputs(alt_root, spec["output_specs"], ds_root=ctx.root)
+    os.makedirs(os.path.join(alt_root, spec["pwd"]), exist_ok=True)
+    pid = "hpcdata-stage-%d" % os.getpid()
+    log_progress(lgr.info, pid, "Staging inputs to %s", alt_root,
+                 label="Staging", unit=" Bytes", total=1)
+
+    def progress(done_files, total_files, done_bytes, total_bytes):
+        log_progress(lgr.info, pid, "", update=done_bytes,
+                     total=max(total_bytes, 1), noninteractive_level=5)
+
+    try:
+        report = stage_inputs(ctx.root, alt_root, staged_inputs(ctx, spec),
+                              jobs=jobs if isinstance(jobs, int) and jobs > 0
+                              else 4, progress=progress)
+    finally:
+        log_progress(lgr.info, pid, "Staged inputs", noninteractive_level=5)
+    if report.failed:
+        raise ScheduleError("could not stage inputs to %s: %s" % (
+            alt_root, "; ".join("%s: %s" % f for f in report.failed)))
+    return report
+
+
+def other_staged_paths(ctx, alt_root, row):
+    """Paths other open jobs use in the same alt-dir (never cleaned up)."""
+    keep = set()
+    for job in ctx.store.jobs():
+        if job.row != row and job.spec.get("alt_root") == alt_root:
+            keep.update(job.spec.get("input_specs") or [])
+            keep.update(job.spec.get("output_specs") or [])
+    return sorted(keep)
+
+
+def unstage(ctx, spec, row, logs=()):
+    """Remove what this job staged, leaving other jobs' paths alone."""
+    alt_root = spec["alt_root"]
+    return cleanup(alt_root, staged_inputs(ctx, spec)
+                   + list(spec["output_specs"]) + list(logs),
+                   keep=other_staged_paths(ctx, alt_root, row))
 
 
 NO_VAL = "4294967294"   # what scontrol prints for %a of a pending array
