@@ -38,4 +38,4 @@ fi
 # pytest, moto, SeaweedFS and python-irodsclient
 say "pip install -e .[devel] into $venv"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$here[devel]"
-say "done: $("$venv/bin/datalad" --version), $("$venv/bin/git-annex" version --raw 2>/dev/null || echo git-annex?)"
+say "done: $("$venv/bin/datalad" --version), $("$venv/bin/git-annex" version 2>/dev/null | head -n 1)"
