@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from datalad.distribution.dataset import EnsureDataset
 from datalad.support.constraints import EnsureNone, EnsureStr
 from datalad.support.param import Parameter
 from datalad.ui import ui
+
+dataset_opt = Parameter(
+    args=("-d", "--dataset"),
+    doc="""dataset the jobs belong to (default: the dataset containing the
+    current directory).""",
+    constraints=EnsureDataset() | EnsureNone())
 
 alt_dir_opt = Parameter(
     args=("-a", "--alt-dir"),

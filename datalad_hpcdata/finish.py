@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from datalad.distribution.dataset import (EnsureDataset, datasetmethod,
-                                          require_dataset)
+from datalad.distribution.dataset import datasetmethod, require_dataset
 from datalad.interface.base import Interface, build_doc, eval_results
 from datalad.interface.common_opts import jobs_opt, save_message_opt
-from datalad.support.constraints import EnsureNone
 from datalad.support.param import Parameter
 
-from ._common import render_result
+from ._common import dataset_opt, render_result
 from .context import DatasetContext
 from .finishing import finish
 
@@ -52,10 +50,7 @@ class SlurmFinish(Interface):
         slurm_job_id=Parameter(
             args=("--slurm-job-id",), metavar="JOBID", action="append",
             doc="""only this job (datalad-slurm's spelling of JOBID)."""),
-        dataset=Parameter(
-            args=("-d", "--dataset"),
-            doc="""dataset the jobs were scheduled in.""",
-            constraints=EnsureDataset() | EnsureNone()),
+        dataset=dataset_opt,
         message=save_message_opt,
         list_open_jobs=Parameter(
             args=("-l", "--list-open-jobs"), action="store_true",

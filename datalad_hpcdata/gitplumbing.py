@@ -188,34 +188,29 @@ def head_tree(repo, head):
     return git(repo, "rev-parse", head + "^{tree}").stdout.strip()
 
 
+def _entries(out: str, sha_field: int) -> dict:
+    """Parse `ls-tree -z` ("mode type sha") or `ls-files -s -z` ("mode sha
+    stage") records into path -> (mode, sha)."""
+    found = {}
+    for rec in out.split("\0"):
+        if rec:
+            meta, path = rec.split("\t", 1)
+            fields = meta.split(" ")
+            found[path] = (fields[0], fields[sha_field])
+    return found
+
+
 def ls_tree(repo, rev, paths) -> dict:
     """path -> (mode, sha) of tracked files at/below `paths` in `rev`."""
     if not rev or not paths:
         return {}
-    out = git(repo, "ls-tree", "-r", "-z", "--full-tree", rev, "--",
-              *paths).stdout
-    found = {}
-    for rec in out.split("\0"):
-        if not rec:
-            continue
-        meta, path = rec.split("\t", 1)
-        mode, _, sha = meta.split(" ")
-        found[path] = (mode, sha)
-    return found
+    return _entries(git(repo, "ls-tree", "-r", "-z", "--full-tree", rev,
+                        "--", *paths).stdout, sha_field=2)
 
 
 def ls_files_stage(repo, paths) -> dict:
     """path -> (mode, sha) staged in the index for exactly these paths."""
     if not paths:
         return {}
-    out = git(repo, "ls-files", "-s", "-z", "--full-name", "--",
-              *paths).stdout
-    found = {}
-    for rec in out.split("\0"):
-        if not rec:
-            continue
-        meta, path = rec.split("\t", 1)
-        mode, sha, _stage = meta.split(" ")
-        found[path] = (mode, sha)
-    return found
-
+    return _entries(git(repo, "ls-files", "-s", "-z", "--full-name", "--",
+                        *paths).stdout, sha_field=1)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 
 from datalad.core.local.run import Run
-from datalad.distribution.dataset import (EnsureDataset, datasetmethod,
-                                          require_dataset)
+from datalad.distribution.dataset import datasetmethod, require_dataset
 from datalad.interface.base import Interface, build_doc, eval_results
 from datalad.interface.common_opts import jobs_opt
 from datalad.support.constraints import EnsureNone, EnsureStr
 from datalad.support.param import Parameter
 
-from ._common import alt_dir_opt, render_result
+from ._common import alt_dir_opt, dataset_opt, render_result
 from .context import DatasetContext
 from .rescheduling import reschedule
 
@@ -53,10 +52,7 @@ class SlurmReschedule(Interface):
             doc="""resubmit every record in SINCE..REVISION; an empty
             string means the whole history.""",
             constraints=EnsureStr() | EnsureNone()),
-        dataset=Parameter(
-            args=("-d", "--dataset"),
-            doc="""dataset to operate on.""",
-            constraints=EnsureDataset() | EnsureNone()),
+        dataset=dataset_opt,
         message=Parameter(
             args=("-m", "--message"), metavar="MESSAGE",
             doc="""use this message instead of the recorded one.""",

@@ -279,7 +279,8 @@ def _undo_mkdirs(created: list) -> None:
 
 # ------------------------------------------------------------ helpers ---
 
-def _hash_fd(fd) -> tuple:
+def _hash_fd(fd, copy_to=None) -> tuple:
+    """(size, sha256 hex) of what `fd` reads; also written to `copy_to`."""
     h = hashlib.sha256()
     n = 0
     while True:
@@ -288,6 +289,10 @@ def _hash_fd(fd) -> tuple:
             break
         h.update(chunk)
         n += len(chunk)
+        if copy_to is not None:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(copy_to, view):]
     return n, h.hexdigest()
 
 
@@ -679,17 +684,7 @@ def _fetch_one(task, ds, alt, job_end_time):
             raise _Failed("a directory is in the way in the dataset")
         tfd, tmp = _mkstemp(parent)
         try:
-            h = hashlib.sha256()
-            n = 0
-            while True:
-                chunk = os.read(fd, _CHUNK)
-                if not chunk:
-                    break
-                h.update(chunk)
-                n += len(chunk)
-                view = memoryview(chunk)
-                while view:
-                    view = view[os.write(tfd, view):]
+            n, digest = _hash_fd(fd, copy_to=tfd)
             os.fsync(tfd)
         finally:
             os.close(tfd)
@@ -699,10 +694,10 @@ def _fetch_one(task, ds, alt, job_end_time):
             raise _Failed("staged file changed while it was being copied back")
         # verify what landed in the dataset before it replaces anything
         got = _hash_file(tmp)
-        if got != (n, h.hexdigest()):
+        if got != (n, digest):
             raise _Failed("verification failed: copied %d bytes sha256 %s, "
                           "staged %d bytes sha256 %s"
-                          % (got[0], got[1], n, h.hexdigest()))
+                          % (got[0], got[1], n, digest))
         os.chmod(tmp, stat.S_IMODE(st.st_mode) | stat.S_IRUSR | stat.S_IWUSR)
         os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
         # replaces a file or an (annex) symlink itself; never writes through
