@@ -462,3 +462,38 @@ def test_reschedule_reads_peer_record(slurm, dataset):
     changed = git(ds, "diff", "--name-only", "HEAD~1", "HEAD").split()
     assert sorted(changed) == ["jobA/result.txt",
                                "jobA/slurm-%s.out" % r["slurm_job_id"]]
+
+
+def _peer_commit(ds, cmd="sbatch code/job.sh out.txt"):
+    record = {"chain": [], "cmd": cmd, "dsid": ds.id, "extra_inputs": [],
+              "inputs": ["data/in.txt"], "outputs": ["./out.txt"],
+              "pwd": ".", "slurm_job_id": 5, "slurm_outputs": []}
+    git(ds, "commit", "--allow-empty", "-q", "-m",
+        "[DATALAD SLURM RUN] Slurm job 5: Completed\n\n"
+        "=== Do not change lines below ===\n%s\n"
+        "^^^ Do not change lines above ^^^\n" % json.dumps(record))
+    return git(ds, "rev-parse", "HEAD").strip()
+
+
+def test_dry_run_report_script_submit_nothing(slurm, dataset, tmp_path):
+    ds = dataset
+    before = _worktree_state(ds)
+    r = one(schedule(ds, "sbatch code/job.sh {outputs} {inputs}",
+                     inputs=["data/in.txt"], outputs=["o.txt"],
+                     dry_run="basic"), action="slurm-schedule")
+    assert r["status"] == "ok"
+    assert r["cmd_expanded"] == "sbatch code/job.sh o.txt data/in.txt"
+    assert _worktree_state(ds) == before
+    sha = _peer_commit(ds)
+    state = _worktree_state(ds)
+    r = one(dl.slurm_reschedule(dataset=ds, report=True, **KW),
+            action="slurm-reschedule")
+    assert r["status"] == "ok" and r["commit"] == sha
+    assert r["outputs"] == ["out.txt"] and r["inputs"] == ["data/in.txt"]
+    script = tmp_path / "resubmit.sh"
+    one(dl.slurm_reschedule(dataset=ds, script=str(script), **KW),
+        status="ok")
+    body = script.read_text()
+    assert "datalad slurm-schedule" in body and "-o out.txt" in body
+    assert "'sbatch code/job.sh out.txt'" in body
+    assert _worktree_state(ds) == state
