@@ -249,7 +249,9 @@ def ensure_peer(venv: Path) -> dict:
                        check=True, env=peer_env(venv))
         log("  peer venv ready in %.0f s" % (time.monotonic() - t))
         v = version()
-    leak = sh([str(py), "-c", "import datalad_hpcdata"], env=peer_env(venv))
+    # (cwd=/ so that a checkout in the cwd does not count)
+    leak = sh([str(py), "-c", "import datalad_hpcdata"], env=peer_env(venv),
+              cwd="/")
     if leak.returncode == 0:
         raise SystemExit("the peer venv can import datalad_hpcdata; "
                          "refusing to benchmark a mixed installation")
@@ -1053,11 +1055,32 @@ def parse_args(argv=None):
     ap.add_argument("--skip-list", action="store_true",
                     help="skip the list-open-jobs phase")
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--report", metavar="JSON",
+                    help="measure nothing: rewrite results.md/png in --out "
+                    "from an existing results.json")
     return ap.parse_args(argv)
+
+
+def write_reports(R, out: Path, plot=True):
+    R["targets"] = check_targets(R)
+    (out / "results.json").write_text(json.dumps(R, indent=1) + "\n")
+    write_markdown(R, out / "results.md")
+    if plot:
+        try:
+            import bench_plot
+            bench_plot.plot(R, out / "results.png")
+        except ImportError as e:
+            log("no plot (%s); pip install matplotlib" % e)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.report:
+        R = json.loads(Path(args.report).read_text())
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_reports(R, out, not args.no_plot)
+        return 0
     ok, why = slurm_usable()
     if not ok:
         print("Slurm cluster unusable: %s (run tools/slurm-cluster.sh up)"
@@ -1094,19 +1117,11 @@ def main(argv=None):
         shutil.rmtree(scratch, ignore_errors=True)
     R["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
     R["duration_s"] = round(time.monotonic() - T0, 1)
-    R["targets"] = check_targets(R)
     R["notes"].append(
         "Bare-sbatch floor jobs run in a scratch directory; all other jobs "
         "run in the dataset. Timings include Slurm round trips (sbatch, "
         "scontrol, sacct ~0.1 s per call on this cluster).")
-    (out / "results.json").write_text(json.dumps(R, indent=1) + "\n")
-    write_markdown(R, out / "results.md")
-    if not args.no_plot:
-        try:
-            import bench_plot
-            bench_plot.plot(R, out / "results.png")
-        except ImportError as e:
-            log("no plot (%s); pip install matplotlib" % e)
+    write_reports(R, out, not args.no_plot)
     log("wrote %s/results.{json,md%s} in %.0f s" % (
         out, "" if args.no_plot else ",png", R["duration_s"]))
     for t in R["targets"]:
