@@ -16,7 +16,6 @@ from .paths import PathError, canonical
 from .record import format_message, extension_tag
 from .repolock import repository_lock
 from .scheduling import unstage
-from .staging import StagingError, fetch_outputs
 from .slurm.backend import JobInfo, SlurmError
 from .slurm.states import ACTIVE, COMPLETED, FAILED, UNKNOWN
 
@@ -292,6 +291,7 @@ def _epoch(stamp):
 
 def fetch_back(ctx, job, info, logs, jobs=None):
     """Copy an alt-dir job's outputs and logs into the dataset, verified."""
+    from .staging import fetch_outputs
     return fetch_outputs(
         ctx.root, job.spec["alt_root"], job.spec["output_specs"], logs,
         job_end_time=_epoch(info.end_time),
@@ -310,6 +310,7 @@ def _commit_locked(ctx, pairs, message, keep_alt_dir, jobs):
     for job, info in pairs:
         logs = job_logs(ctx, job, info)
         if job.spec.get("alt_root"):
+            from .staging import StagingError
             try:
                 rep = fetch_back(ctx, job, info, logs, jobs)
             except (StagingError, OSError) as e:

@@ -25,8 +25,6 @@ from .record import extension_tag
 from .repolock import repository_lock
 from .slurm.backend import SlurmError
 from .slurm.cli import is_sbatch
-from .staging import (StagingError, check_alt_dir, cleanup,
-                      prepare_outputs as prepare_staged_outputs, stage_inputs)
 from .worktree import missing_content, prepare_outputs, restore
 
 lgr = logging.getLogger("datalad.hpcdata.schedule")
@@ -143,6 +141,7 @@ def plan(ctx, cmd, pwd_abs, inputs=None, extra_inputs=None, outputs=None,
     alt_root = None
     job_pwd = pwd_abs
     if alt_dir:
+        from .staging import StagingError, check_alt_dir
         try:
             alt_root = check_alt_dir(alt_dir, ctx.root)
         except StagingError as e:
@@ -248,7 +247,11 @@ def schedule(ctx, spec, jobs=None, dry_run=None):
             if alt_root:
                 unstage(ctx, spec, row)
             store.reject(row, "preparation failed: %s" % e)
-            if isinstance(e, (ScheduleError, StagingError, OSError)):
+            expected = (ScheduleError, OSError)
+            if alt_root:
+                from .staging import StagingError
+                expected += (StagingError,)
+            if isinstance(e, expected):
                 yield get_status_dict(status="error", message=str(e), **res)
                 return
             raise
@@ -300,6 +303,8 @@ def staged_inputs(ctx, spec):
 
 def stage_job(ctx, spec, jobs=None):
     """Copy inputs into the alt-dir and prepare output dirs there."""
+    from .staging import prepare_outputs as prepare_staged_outputs
+    from .staging import stage_inputs
     alt_root = spec["alt_root"]
     prepare_staged_outputs(alt_root, spec["output_specs"], ds_root=ctx.root)
     os.makedirs(os.path.join(alt_root, spec["pwd"]), exist_ok=True)
@@ -335,6 +340,7 @@ def other_staged_paths(ctx, alt_root, row):
 
 def unstage(ctx, spec, row, logs=()):
     """Remove what this job staged, leaving other jobs' paths alone."""
+    from .staging import cleanup
     alt_root = spec["alt_root"]
     return cleanup(alt_root, staged_inputs(ctx, spec)
                    + list(spec["output_specs"]) + list(logs),
