@@ -5,8 +5,10 @@ Steps (all under the repository lock):
 1. collect each job's files: declared outputs (globs expanded, directories
    walked) and Slurm logs, plus tracked files below its outputs that are
    gone (deletions);
-2. stage them all at once: one ``git annex add --batch`` (honours
-   ``annex.largefiles``; small files go to git) or ``git update-index`` for
+2. stage them all at once: one ``git annex add --batch`` into a scratch
+   index holding only these files (honours ``annex.largefiles``; small
+   files go to git), then one ``git update-index --index-info`` tells the
+   real index about exactly these paths; ``git update-index`` directly for
    repositories without an annex;
 3. build one commit per job on top of the previous one with index-free tree
    edits (only the declared paths are read or written);
@@ -27,8 +29,8 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 
-from .gitplumbing import (GitError, TreeEditor, commit_tree, head_tree,
-                          ls_files_stage, ls_tree, git_env)
+from .gitplumbing import (GitError, TreeEditor, commit_tree, git, head_tree,
+                          ls_files_stage, ls_tree)
 from .paths import ancestors, claim_path, expand, has_glob, walk_files
 
 
@@ -71,51 +73,68 @@ def _declared(path: str, specs: list[str]) -> bool:
     return False
 
 
-def stage(root: str, files: list[str], deleted: list[str], annex: bool,
-          progress=None):
-    """Stage present files (annex or git) and deletions in the index."""
-    if files:
-        if annex:
-            argv = ["git", "annex", "add", "--batch", "--json",
-                    "--json-error-messages"]
-        else:
-            argv = ["git", "update-index", "--add", "-z", "--stdin"]
-        sep = "\n" if annex else "\0"
-        bad = [f for f in files if annex and "\n" in f]
-        if bad:
-            raise GitError("file names with newlines cannot be annexed: %r"
-                           % bad)
-        proc = subprocess.Popen(
-            argv, cwd=root, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        out, err = proc.communicate(sep.join(files) + sep)
-        if proc.returncode:
-            raise GitError("%s failed: %s" % (" ".join(argv[:3]),
-                                             err.strip()))
-        if annex:
-            for line in out.splitlines():
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except ValueError:
-                    continue
-                if rec.get("success") is False:
-                    raise GitError("git annex add %s failed: %s" % (
-                        rec.get("file"),
-                        "; ".join(rec.get("error-messages") or [])))
-    if deleted:
+ZERO = "0" * 40
+
+
+def _annex_add(root: str, files: list[str], index: str) -> dict:
+    """`git annex add` the files into a scratch index holding only them.
+
+    git-annex refreshes and rewrites whatever index it works on; pointing it
+    at a scratch index keeps that cost proportional to the job's files, not
+    to the dataset (annex.largefiles is honoured; small files go to git).
+    Returns path -> (mode, sha) of what it staged."""
+    bad = [f for f in files if "\n" in f]
+    if bad:
+        raise GitError("file names with newlines cannot be annexed: %r" % bad)
+    if os.path.lexists(index):
+        os.unlink(index)
+    env = dict(os.environ, GIT_INDEX_FILE=index)
+    try:
         proc = subprocess.run(
-            ["git", "update-index", "--remove", "-z", "--stdin"], cwd=root,
-            env=git_env(), input="\0".join(deleted) + "\0", text=True,
-            capture_output=True)
+            ["git", "annex", "add", "--batch", "--json",
+             "--json-error-messages"], cwd=root, env=env,
+            input="\n".join(files) + "\n", capture_output=True, text=True)
         if proc.returncode:
-            raise GitError("git update-index --remove failed: %s"
-                           % proc.stderr.strip())
+            raise GitError("git annex add failed: %s" % proc.stderr.strip())
+        for line in proc.stdout.splitlines():
+            try:
+                rec = json.loads(line) if line.strip() else {}
+            except ValueError:
+                continue
+            if rec.get("success") is False:
+                raise GitError("git annex add %s failed: %s" % (
+                    rec.get("file"),
+                    "; ".join(rec.get("error-messages") or [])))
+        return ls_files_stage(root, files, env=env)
+    finally:
+        if os.path.lexists(index):
+            os.unlink(index)
+
+
+def stage(root: str, files: list[str], deleted: list[str], annex: bool,
+          scratch_index: str) -> dict:
+    """Stage present files (annex or git) and deletions in the index.
+
+    Returns path -> (mode, sha) of the staged files."""
+    staged = {}
+    if files and annex:
+        staged = _annex_add(root, files, scratch_index)
+    elif files:
+        git(root, "update-index", "--add", "-z", "--stdin",
+            input="\0".join(files) + "\0")
+        staged = ls_files_stage(root, files)
+    # the real index learns exactly these paths, in one write
+    info = "".join("%s %s\t%s\0" % (mode, sha, path)
+                   for path, (mode, sha) in staged.items() if annex)
+    info += "".join("0 %s\t%s\0" % (ZERO, path) for path in deleted)
+    if info:
+        git(root, "update-index", "-z", "--index-info", input=info)
+    return staged
 
 
 def build_commits(root: str, head: str | None, jobs: list[JobCommit],
-                  annex: bool, on_commit=None) -> str | None:
+                  annex: bool, scratch_index: str,
+                  on_commit=None) -> str | None:
     """Stage and create one commit per job (no ref moves). Return the tip."""
     if not jobs:
         return head
@@ -125,8 +144,7 @@ def build_commits(root: str, head: str | None, jobs: list[JobCommit],
         collect(root, job, tracked)
     files = sorted({f for j in jobs for f in j.files})
     deleted = sorted({f for j in jobs for f in j.deleted})
-    stage(root, files, deleted, annex)
-    staged = ls_files_stage(root, files)
+    staged = stage(root, files, deleted, annex, scratch_index)
     tip = head
     tree = head_tree(root, head)
     with TreeEditor(root) as editor:

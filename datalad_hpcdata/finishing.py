@@ -354,8 +354,10 @@ def _commit_locked(ctx, pairs, message, keep_alt_dir, jobs):
     try:
         head = rev_parse(ctx.root, "HEAD")
         try:
-            tip = build_commits(ctx.root, head, commits, ctx.annex,
-                                on_commit=tick)
+            tip = build_commits(
+                ctx.root, head, commits, ctx.annex,
+                str(ctx.git_dir / "datalad-hpcdata" / "finish.index"),
+                on_commit=tick)
             ctx.store.set_pending_commits({c.key: c.commit for c in commits})
             update_ref(ctx.root, tip, head,
                        "datalad slurm-finish: %d job(s)" % len(commits))

@@ -208,9 +208,9 @@ def ls_tree(repo, rev, paths) -> dict:
                         "--", *paths).stdout, sha_field=2)
 
 
-def ls_files_stage(repo, paths) -> dict:
+def ls_files_stage(repo, paths, env=None) -> dict:
     """path -> (mode, sha) staged in the index for exactly these paths."""
     if not paths:
         return {}
     return _entries(git(repo, "ls-files", "-s", "-z", "--full-name", "--",
-                        *paths).stdout, sha_field=1)
+                        *paths, env=env).stdout, sha_field=1)
