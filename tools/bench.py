@@ -41,7 +41,6 @@ import statistics
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -937,31 +936,28 @@ def write_markdown(R, path: Path):
     def med(rec, var, key):
         x = rec.get(var, {}).get(key)
         return x["median"] if x else None
+    ratios = [
+        ("API schedule / bare sbatch", "api", "schedule_s",
+         "floor", "sbatch_s"),
+        ("CLI schedule / bare sbatch", "cli", "schedule_s",
+         "floor", "sbatch_s"),
+        ("API finish many per job / plumbing commit", "api",
+         "finish_many_per_job_s", "floor", "commit_plumbing_s")]
     if has_peer:
-        rrow("peer / API, finish many per job",
-             lambda r: ratio(med(r, "peer", "finish_many_per_job_s"),
-                             med(r, "api", "finish_many_per_job_s")))
-        rrow("peer / CLI, finish many per job",
-             lambda r: ratio(med(r, "peer", "finish_many_per_job_s"),
-                             med(r, "cli", "finish_many_per_job_s")))
-        rrow("peer / CLI, finish one at a time",
-             lambda r: ratio(med(r, "peer", "finish_single_s"),
-                             med(r, "cli", "finish_single_s")))
-        rrow("peer / API, schedule",
-             lambda r: ratio(med(r, "peer", "schedule_s"),
-                             med(r, "api", "schedule_s")))
-        rrow("peer / CLI, schedule",
-             lambda r: ratio(med(r, "peer", "schedule_s"),
-                             med(r, "cli", "schedule_s")))
-    rrow("API schedule / bare sbatch",
-         lambda r: ratio(med(r, "api", "schedule_s"),
-                         med(r, "floor", "sbatch_s")))
-    rrow("CLI schedule / bare sbatch",
-         lambda r: ratio(med(r, "cli", "schedule_s"),
-                         med(r, "floor", "sbatch_s")))
-    rrow("API finish many per job / plumbing commit",
-         lambda r: ratio(med(r, "api", "finish_many_per_job_s"),
-                         med(r, "floor", "commit_plumbing_s")))
+        ratios = [
+            ("peer / API, finish many per job", "peer",
+             "finish_many_per_job_s", "api", "finish_many_per_job_s"),
+            ("peer / CLI, finish many per job", "peer",
+             "finish_many_per_job_s", "cli", "finish_many_per_job_s"),
+            ("peer / CLI, finish one at a time", "peer", "finish_single_s",
+             "cli", "finish_single_s"),
+            ("peer / API, schedule", "peer", "schedule_s", "api",
+             "schedule_s"),
+            ("peer / CLI, schedule", "peer", "schedule_s", "cli",
+             "schedule_s")] + ratios
+    for label, nvar, nkey, dvar, dkey in ratios:
+        rrow(label, lambda r, nvar=nvar, nkey=nkey, dvar=dvar, dkey=dkey:
+             ratio(med(r, nvar, nkey), med(r, dvar, dkey)))
     w("")
     w("Overhead of the API schedule over bare sbatch: %s." % ", ".join(
         "%s at %s files" % (fmt(med(S[str(n)], "api", "schedule_s") -

@@ -33,43 +33,34 @@ def plot(R: dict, path: Path):
                 ys.append(rec[key]["median"])
         return xs, ys
 
-    ax = axes[0]
-    for var, key, style, label in (
-            ("floor", "sbatch_s", ":", "bare sbatch (floor)"),
-            ("api", "schedule_s", "-", "API"),
-            ("cli", "schedule_s", "-", "CLI"),
-            ("peer", "schedule_s", "-", "peer CLI")):
-        xs, ys = series(var, key)
-        if xs:
-            ax.plot(xs, ys, style, marker="o", color=COLORS[var], label=label)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("files tracked by the dataset")
-    ax.set_ylabel("seconds per job (median)")
-    ax.set_title("slurm-schedule, per job")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    def size_panel(ax, lines, title):
+        for var, key, style, label in lines:
+            xs, ys = series(var, key)
+            if xs:
+                ax.plot(xs, ys, style, marker="o", color=COLORS[var],
+                        label=label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("files tracked by the dataset")
+        ax.set_ylabel("seconds per job (median)")
+        ax.set_title(title)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
 
-    ax = axes[1]
-    for var, key, style, label in (
-            ("floor", "commit_plumbing_s", ":", "1-file plumbing commit "
-             "(floor)"),
-            ("api", "finish_many_per_job_s", "-", "API, many jobs / call"),
-            ("cli", "finish_many_per_job_s", "-", "CLI, many jobs / call"),
-            ("peer", "finish_many_per_job_s", "-", "peer, many jobs / call"),
-            ("api", "finish_single_s", "--", "API, one job at a time"),
-            ("cli", "finish_single_s", "--", "CLI, one job at a time"),
-            ("peer", "finish_single_s", "--", "peer, one job at a time")):
-        xs, ys = series(var, key)
-        if xs:
-            ax.plot(xs, ys, style, marker="o", color=COLORS[var], label=label)
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("files tracked by the dataset")
-    ax.set_ylabel("seconds per job (median)")
-    ax.set_title("slurm-finish, per job")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    size_panel(axes[0], (
+        ("floor", "sbatch_s", ":", "bare sbatch (floor)"),
+        ("api", "schedule_s", "-", "API"),
+        ("cli", "schedule_s", "-", "CLI"),
+        ("peer", "schedule_s", "-", "peer CLI")), "slurm-schedule, per job")
+    size_panel(axes[1], (
+        ("floor", "commit_plumbing_s", ":", "1-file plumbing commit (floor)"),
+        ("api", "finish_many_per_job_s", "-", "API, many jobs / call"),
+        ("cli", "finish_many_per_job_s", "-", "CLI, many jobs / call"),
+        ("peer", "finish_many_per_job_s", "-", "peer, many jobs / call"),
+        ("api", "finish_single_s", "--", "API, one job at a time"),
+        ("cli", "finish_single_s", "--", "CLI, one job at a time"),
+        ("peer", "finish_single_s", "--", "peer, one job at a time")),
+        "slurm-finish, per job")
 
     ax = axes[2]
     L = R.get("list", {}).get("points", {})
