@@ -383,6 +383,29 @@ GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';
 EOF
 }
 
+# A daemon this script did not start: reuse it if it answers (return 0),
+# refuse if it runs but does not answer, return 1 if none runs.
+reuse_foreign() {   # name check
+    local name=$1 check=$2 pid
+    pid=$(any_running "$name" | head -n1) && [[ -n $pid ]] || return 1
+    if "$check"; then
+        say "reusing $name pid $pid (not started by this script; config changes not applied)"
+        return 0
+    fi
+    die "$name (pid $pid) not started by this script runs but does not answer; stop it first"
+}
+
+# Start a Slurm daemon, wait (bounded) until `check` succeeds, record its pid.
+launch() {   # name check what
+    local name=$1 check=$2 what=$3 pid
+    say "starting $name"
+    setsid "$name" 9>&- </dev/null >>"$LOG_DIR/$name.log" 2>&1 \
+        || die "$name failed to start (see $LOG_DIR/$name.log)"
+    wait_for 60 "$what" "$LOG_DIR/$name.log" "$check"
+    pid=$(pid_from_file "$STATE_DIR/$name.pid" "$name") || die "$name answers but its pid file is stale"
+    record "$name" "$pid"
+}
+
 start_slurmdbd() {
     local pid
     if pid=$(ours slurmdbd); then
@@ -395,20 +418,11 @@ start_slurmdbd() {
             wait_for 30 "slurmdbd to answer" "$LOG_DIR/slurmdbd.log" dbd_ok
             return 0
         fi
-    elif pid=$(any_running slurmdbd | head -n1) && [[ -n $pid ]]; then
-        if dbd_ok; then
-            say "reusing slurmdbd pid $pid (not started by this script; config changes not applied)"
-            return 0
-        fi
-        die "slurmdbd (pid $pid) not started by this script runs but does not answer; stop it first"
+    elif reuse_foreign slurmdbd dbd_ok; then
+        return 0
     fi
     setup_database
-    say "starting slurmdbd"
-    setsid slurmdbd 9>&- </dev/null >>"$LOG_DIR/slurmdbd.log" 2>&1 \
-        || die "slurmdbd failed to start (see $LOG_DIR/slurmdbd.log)"
-    wait_for 60 "slurmdbd to answer sacctmgr" "$LOG_DIR/slurmdbd.log" dbd_ok
-    pid=$(pid_from_file "$STATE_DIR/slurmdbd.pid" slurmdbd) || die "slurmdbd answers but its pid file is stale"
-    record slurmdbd "$pid"
+    launch slurmdbd dbd_ok "slurmdbd to answer sacctmgr"
 }
 
 CLUSTER_OK=0
@@ -438,20 +452,11 @@ start_slurmctld() {
             wait_for 60 "slurmctld to answer 'scontrol ping'" "$LOG_DIR/slurmctld.log" ctld_ok
             return 0
         fi
-    elif pid=$(any_running slurmctld | head -n1) && [[ -n $pid ]]; then
-        if ctld_ok; then
-            say "reusing slurmctld pid $pid (not started by this script; config changes not applied)"
-            return 0
-        fi
-        die "slurmctld (pid $pid) not started by this script runs but does not answer; stop it first"
+    elif reuse_foreign slurmctld ctld_ok; then
+        return 0
     fi
     check_state_dir
-    say "starting slurmctld"
-    setsid slurmctld 9>&- </dev/null >>"$LOG_DIR/slurmctld.log" 2>&1 \
-        || die "slurmctld failed to start (see $LOG_DIR/slurmctld.log)"
-    wait_for 60 "slurmctld to answer 'scontrol ping'" "$LOG_DIR/slurmctld.log" ctld_ok
-    pid=$(pid_from_file "$STATE_DIR/slurmctld.pid" slurmctld) || die "slurmctld answers but its pid file is stale"
-    record slurmctld "$pid"
+    launch slurmctld ctld_ok "slurmctld to answer 'scontrol ping'"
 }
 
 start_slurmd() {
