@@ -12,8 +12,9 @@ from datalad.log import log_progress
 
 from .committing import JobCommit, build_commits
 from .gitplumbing import GitError, is_ancestor, rev_parse, update_ref
-from .paths import PathError, canonical
-from .record import format_message, extension_tag
+from .paths import PathError, canonical, relative_to_pwd
+from . import __version__
+from .record import EXTENSION, format_message
 from .repolock import repository_lock
 from .scheduling import unstage
 from .slurm.backend import JobInfo, SlurmError
@@ -115,8 +116,7 @@ def build_record(ctx, job, info: JobInfo, logs) -> dict:
         "chain": spec.get("chain", []),
         "slurm_job_id": int(job.job_id) if job.job_id.isdigit()
         else job.job_id,
-        "slurm_outputs": [os.path.relpath(l, rel_pwd) if rel_pwd != "."
-                          else l for l in logs],
+        "slurm_outputs": [relative_to_pwd(l, rel_pwd) for l in logs],
         "cluster": job.cluster,
         "slurm_state": info.state,
         "slurm_exit_code": info.exit_code,
@@ -128,8 +128,8 @@ def build_record(ctx, job, info: JobInfo, logs) -> dict:
         "max_rss": info.max_rss,
         "submit_head": job.head,
         "alt_dir": spec.get("alt_dir") or "",
-        "extension": "datalad-hpcdata",
-        "extension_version": extension_tag().split()[-1],
+        "extension": EXTENSION,
+        "extension_version": __version__,
     }
     if info.tasks:
         rec["array"] = spec.get("array")
@@ -166,7 +166,7 @@ def finish(ctx, job_ids=None, message=None, close_failed=False,
            jobs=None):
     store = ctx.store
     wanted = [str(j) for j in job_ids] if job_ids else None
-    jobs = store.jobs(("submitting", "open"))
+    jobs = store.jobs(("submitting", "open"), job_ids=wanted)
     if wanted is not None:
         known = {j.job_id for j in jobs}
         for jid in wanted:
@@ -179,7 +179,6 @@ def finish(ctx, job_ids=None, message=None, close_failed=False,
                     type="dataset", logger=lgr, slurm_job_id=jid,
                     status="impossible",
                     message=("job %s is not open: %s", jid, why))
-        jobs = [j for j in jobs if j.job_id in wanted]
     # submissions in progress or interrupted
     live = []
     for job in jobs:

@@ -26,6 +26,12 @@ def has_glob(path: str) -> bool:
     return any(c in path for c in GLOB_CHARS)
 
 
+def inside(path: str, root: str) -> bool:
+    """Is the real location of `path` the (real) `root` or below it?"""
+    rel = os.path.relpath(os.path.realpath(path), root)
+    return not (rel == os.pardir or rel.startswith(os.pardir + os.sep))
+
+
 def _real_location(path: str) -> str:
     """Absolute path with every directory component resolved, the last kept."""
     path = os.path.abspath(path)

@@ -100,9 +100,8 @@ def normalize_record(record: dict) -> dict:
         outputs = outs
     else:
         outputs = [_norm(o) for o in outputs]
+    # the peer records no state (only its subject says it): None then
     state = record.get("slurm_state")
-    if state is None and from_peer:
-        state = None  # the peer does not record it; the subject says it
     return {
         "cmd": record["cmd"],
         "pwd": pwd,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 
 from datalad.core.local.run import Run, get_command_pwds
 from datalad.distribution.dataset import (datasetmethod, require_dataset)
@@ -14,6 +13,7 @@ from datalad.support.param import Parameter
 
 from ._common import alt_dir_opt, render_result
 from .context import DatasetContext
+from .paths import inside
 from .scheduling import ACTION, ScheduleError, plan, schedule
 
 lgr = logging.getLogger("datalad.hpcdata.schedule")
@@ -89,7 +89,7 @@ class SlurmSchedule(Interface):
                              purpose="schedule a Slurm job")
         ctx = DatasetContext(ds)
         pwd, _ = get_command_pwds(dataset)
-        if not _inside(pwd, ctx.root):
+        if not inside(pwd, ctx.root):
             # like `datalad run`: outside the dataset, paths are relative
             # to its root and the job is submitted from there
             pwd = ctx.root
@@ -110,8 +110,3 @@ class SlurmSchedule(Interface):
         yield from schedule(ctx, spec, jobs=jobs, dry_run=dry_run)
 
     custom_result_renderer = staticmethod(render_result)
-
-
-def _inside(path, root):
-    rel = os.path.relpath(os.path.realpath(path), root)
-    return not (rel == os.pardir or rel.startswith(os.pardir + os.sep))

@@ -20,7 +20,7 @@ from datalad.support.globbedpaths import GlobbedPaths
 from .gitplumbing import rev_parse
 from .jobstore import ConflictError
 from .paths import (PathError, canonical_spec, claim_path, expand, has_glob,
-                    overlaps, relative_to_pwd)
+                    inside, overlaps, relative_to_pwd)
 from .record import extension_tag
 from .repolock import repository_lock
 from .slurm.backend import SlurmError
@@ -184,10 +184,10 @@ def plan(ctx, cmd, pwd_abs, inputs=None, extra_inputs=None, outputs=None,
 
 
 def relative_to_pwd_root(ctx, pwd_abs):
-    rel = os.path.relpath(os.path.realpath(pwd_abs), ctx.root)
-    if rel == os.pardir or rel.startswith(os.pardir + os.sep):
+    if not inside(pwd_abs, ctx.root):
         return "."
-    return rel.replace(os.sep, "/")
+    return os.path.relpath(os.path.realpath(pwd_abs),
+                           ctx.root).replace(os.sep, "/")
 
 
 def _assumed(assume_ready, what):
@@ -276,7 +276,7 @@ def schedule(ctx, spec, jobs=None, dry_run=None):
         info = ctx.backend.submit_info(sub.job_id)
     except SlurmError as e:
         lgr.warning("could not read job %s details: %s", sub.job_id, e)
-    logs = log_patterns(ctx, info, pwd_abs, sub.job_id)
+    logs = log_patterns(info, pwd_abs, sub.job_id)
     cluster = ctx.cluster_name(sub.cluster)
     staged_counts = ({"staged_files": staged.files,
                       "staged_bytes": staged.bytes} if staged else {})
@@ -350,7 +350,7 @@ def unstage(ctx, spec, row, logs=()):
 NO_VAL = "4294967294"   # what scontrol prints for %a of a pending array
 
 
-def log_patterns(ctx, info, pwd_abs, job_id):
+def log_patterns(info, pwd_abs, job_id):
     """Slurm log path patterns as the job will write them (absolute).
 
     scontrol shows a plain job's log names expanded.  For an array it shows
