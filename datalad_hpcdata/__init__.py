@@ -1,12 +1,19 @@
-"""DataLad extension: reproducible Slurm jobs and research-data special remotes."""
+"""DataLad extension: reproducible Slurm jobs, research-data special remote.
+
+Layout and import rule: see docs/architecture.md (checked by
+tests/test_layout.py).
+"""
 
 __version__ = "0.1.0"
 
 command_suite = (
     "Schedule, finish and reschedule Slurm jobs with DataLad run records",
     [
-        ("datalad_hpcdata.schedule", "SlurmSchedule", "slurm-schedule", "slurm_schedule"),
-        ("datalad_hpcdata.finish", "SlurmFinish", "slurm-finish", "slurm_finish"),
-        ("datalad_hpcdata.reschedule", "SlurmReschedule", "slurm-reschedule", "slurm_reschedule"),
+        ("datalad_hpcdata.commands.schedule", "SlurmSchedule",
+         "slurm-schedule", "slurm_schedule"),
+        ("datalad_hpcdata.commands.finish", "SlurmFinish",
+         "slurm-finish", "slurm_finish"),
+        ("datalad_hpcdata.commands.reschedule", "SlurmReschedule",
+         "slurm-reschedule", "slurm_reschedule"),
     ],
 )

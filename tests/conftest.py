@@ -11,10 +11,9 @@ import os
 from pathlib import Path
 
 import pytest
-
 from datalad.conftest import setup_package  # noqa: F401  (isolated HOME)
-
 from slurmtest import JOB_SH, slurm_usable
+
 
 @pytest.fixture(scope="session")
 def slurm():

@@ -7,14 +7,12 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 import datalad.api as dl
-
-from datalad_hpcdata.context import DatasetContext
-from datalad_hpcdata.record import parse_message
-
+import pytest
 from slurmtest import one, text, wait_jobs
+
+from datalad_hpcdata.dataset.handle import DatasetHandle
+from datalad_hpcdata.jobs.record import parse_message
 
 pytestmark = pytest.mark.slurm
 
@@ -157,7 +155,7 @@ def test_tampered_staged_output_detected(slurm, altds):
     assert git(ds, "rev-parse", "HEAD") == head
     assert not (Path(ds.path) / "res" / "deep" / "out.txt").exists()
     # still open: nothing was lost
-    assert DatasetContext(ds).store.find(jid)[-1].status == "open"
+    assert DatasetHandle(ds).store.find(jid)[-1].status == "open"
 
 
 def test_reschedule_other_alt_dir_and_in_place(slurm, altds):
@@ -198,6 +196,6 @@ def test_alt_dir_refusals_change_nothing(slurm, altds, where, tmp_path):
     r = _schedule(ds, alt)
     assert r["status"] == "impossible" and "--alt-dir" in text(r)
     assert git(ds, "status", "--porcelain") == status
-    assert DatasetContext(ds).store.jobs() == []
+    assert DatasetHandle(ds).store.jobs() == []
     if where == "inside":
         assert not alt.exists()

@@ -16,10 +16,8 @@ import stat
 import subprocess
 from pathlib import Path
 
-import pytest
-
 import datalad.api as dl
-
+import pytest
 from slurmtest import one, text
 
 KW = dict(result_renderer="disabled", return_type="list", on_failure="ignore")
@@ -143,8 +141,8 @@ def test_purged_job_reported_alone(dataset, fake_slurm):
     a = _schedule(ds, "a.txt")
     b = _schedule(ds, "b.txt")
     fake_slurm.set(**{"j" + a: "PURGED", "j" + b: "COMPLETED"})
-    from datalad_hpcdata.context import DatasetContext
-    store = DatasetContext(ds).store
+    from datalad_hpcdata.dataset.handle import DatasetHandle
+    store = DatasetHandle(ds).store
     store.con.execute("UPDATE jobs SET submit_time = 1 WHERE job_id = ?", (a,))
     Path(ds.path, "b.txt").write_text("b")
     res = dl.slurm_finish(dataset=ds, **KW)
@@ -162,8 +160,8 @@ def test_wrapper_submitting_two_jobs_is_refused_and_cancelled(dataset,
     r = one(res, action="slurm-schedule")
     assert r["status"] == "error" and "2 jobs" in text(r)
     assert fake_slurm.calls("scancel")[-1][1:] == ["1001", "1002"]
-    from datalad_hpcdata.context import DatasetContext
-    assert DatasetContext(ds).store.jobs() == []
+    from datalad_hpcdata.dataset.handle import DatasetHandle
+    assert DatasetHandle(ds).store.jobs() == []
 
 
 def test_sbatch_error_text_is_shown(dataset, fake_slurm):

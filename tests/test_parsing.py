@@ -4,15 +4,31 @@ import json
 
 import pytest
 
-from datalad_hpcdata.finishing import array_size, expand_log
-from datalad_hpcdata.record import (RecordError, format_message,
-                                    normalize_record, parse_message)
-from datalad_hpcdata.slurm.cli import (parse_job_ids, parse_key_values,
-                                       parse_rss, parse_sacct, parse_squeue,
-                                       sbatch_argv)
-from datalad_hpcdata.slurm.states import (ACTIVE, COMPLETED, FAILED, UNKNOWN,
-                                          STATE_CLASS, classify,
-                                          normalize_state)
+from datalad_hpcdata.jobs.finish import array_size
+from datalad_hpcdata.jobs.logs import expand_log
+from datalad_hpcdata.jobs.record import (
+    RecordError,
+    format_message,
+    normalize_record,
+    parse_message,
+)
+from datalad_hpcdata.slurm.argv import sbatch_argv
+from datalad_hpcdata.slurm.parse import (
+    parse_job_ids,
+    parse_key_values,
+    parse_rss,
+    parse_sacct,
+    parse_squeue,
+)
+from datalad_hpcdata.slurm.states import (
+    ACTIVE,
+    COMPLETED,
+    FAILED,
+    STATE_CLASS,
+    UNKNOWN,
+    classify,
+    normalize_state,
+)
 
 SACCT = """\
 10|10|COMPLETED|0:0|2026-01-01T00:00:00|2026-01-01T00:00:01|2026-01-01T00:00:02|00:00:01|vm|

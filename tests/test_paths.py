@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from datalad_hpcdata.paths import (PathError, canonical, canonical_spec,
+from datalad_hpcdata.dataset.paths import (PathError, canonical, canonical_spec,
                                    claim_path, overlaps)
 
 

@@ -12,8 +12,8 @@ import types
 
 import pytest
 
-from datalad_hpcdata.slurm import backend as backend_mod
-from datalad_hpcdata.slurm import pyslurm_backend as pb
+import datalad_hpcdata.slurm as backend_mod
+from datalad_hpcdata.slurm import pyslurm as pb
 from datalad_hpcdata.slurm.states import COMPLETED, FAILED
 
 

@@ -8,14 +8,12 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 import datalad.api as dl
-
-from datalad_hpcdata.context import DatasetContext
-from datalad_hpcdata.record import parse_message
-
+import pytest
 from slurmtest import one, wait_jobs
+
+from datalad_hpcdata.dataset.handle import DatasetHandle
+from datalad_hpcdata.jobs.record import parse_message
 
 pytestmark = pytest.mark.slurm
 
@@ -59,7 +57,7 @@ def head_record(ds, rev="HEAD"):
 
 
 def store_snapshot(ds):
-    store = DatasetContext(ds).store
+    store = DatasetHandle(ds).store
     rows = [(j.row, j.status, j.job_id) for j in store.jobs(
         ("submitting", "open", "committed", "abandoned", "rejected"))]
     claims = store.con.execute("SELECT path, row FROM claims").fetchall()
@@ -162,7 +160,7 @@ def test_array_with_one_failing_task(slurm, dataset):
     r = finish_settled(ds, jid)
     assert r["status"] == "impossible"
     assert "FAILED" in r["state"] and "COMPLETED" in r["state"]
-    info = DatasetContext(ds).store.find(jid)[-1].slurm
+    info = DatasetHandle(ds).store.find(jid)[-1].slurm
     assert {t: v["state"] for t, v in info["tasks"].items()} == {
         "1": "COMPLETED", "2": "COMPLETED", "3": "FAILED", "4": "COMPLETED"}
     r = one(finish(ds, commit_failed_jobs=True), slurm_job_id=jid)
@@ -246,7 +244,7 @@ def test_concurrent_schedules_one_wins(slurm, dataset):
 def test_unknown_job_does_not_block_others(slurm, dataset):
     ds = dataset
     jid = job_id(schedule(ds, "sbatch code/job.sh a.txt", outputs=["a.txt"]))
-    store = DatasetContext(ds).store
+    store = DatasetHandle(ds).store
     row = store.claim(["ghost.txt"], {"cmd": "sbatch x", "outputs":
                                       ["ghost.txt"], "output_specs":
                                       ["ghost.txt"], "pwd": "."}, None)
@@ -410,8 +408,8 @@ def test_finish_killed_midway_then_rerun(slurm, dataset, monkeypatch,
                            outputs=["o%d.txt" % i])) for i in range(3)]
     wait_jobs(ids)
     head0 = git(ds, "rev-parse", "HEAD").strip()
-    from datalad_hpcdata import finishing
-    real_update_ref = finishing.update_ref
+    from datalad_hpcdata.jobs import commit
+    real_update_ref = commit.update_ref
 
     class Killed(BaseException):
         pass
@@ -421,10 +419,10 @@ def test_finish_killed_midway_then_rerun(slurm, dataset, monkeypatch,
             real_update_ref(*a, **kw)
         raise Killed()
 
-    monkeypatch.setattr(finishing, "update_ref", crash)
+    monkeypatch.setattr(commit, "update_ref", crash)
     with pytest.raises(Killed):
         finish(ds)
-    monkeypatch.setattr(finishing, "update_ref", real_update_ref)
+    monkeypatch.setattr(commit, "update_ref", real_update_ref)
     res = finish(ds)
     assert sorted(r["slurm_job_id"] for r in res if r["status"] == "ok") == \
         sorted(ids)

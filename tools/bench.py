@@ -730,6 +730,7 @@ def list_phase(cfg, cache, peer, out):
 
 def machine_info(peer):
     import datalad
+
     import datalad_hpcdata
     def first(argv):
         try:

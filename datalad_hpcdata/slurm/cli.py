@@ -1,182 +1,39 @@
-"""Slurm through its command-line tools: sbatch, sacct, squeue, scontrol, scancel.
+"""Slurm through its command-line tools (sbatch, sacct, squeue, scontrol,
+scancel).
 
 The default backend.  All state queries are batched: one ``sacct`` for any
 number of jobs; ``squeue`` (one call) only for jobs accounting does not know
 yet (a fresh job is missing from sacct for about a second) or when
 accounting is switched off; ``scontrol`` only for a job's exit code when
-squeue saw it finish.
+squeue saw it finish.  Every call goes through the package's runner.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
-import subprocess
 
-from .backend import (Backend, JobInfo, SlurmError, Submission,
-                      SubmissionError)
-from .states import ACTIVE, normalize_state
+from ..runner import run as run_command
+from .argv import sbatch_argv
+from .parse import (
+    SACCT_FIELDS,
+    SQUEUE_FORMAT,
+    parse_job_ids,
+    parse_key_values,
+    parse_sacct,
+    parse_squeue,
+)
+from .states import ACTIVE
+from .types import Backend, SlurmError, Submission, SubmissionError
 
 lgr = logging.getLogger("datalad.hpcdata.slurm.cli")
 
-SACCT_FIELDS = ("JobID", "JobIDRaw", "State", "ExitCode", "Submit", "Start",
-                "End", "Elapsed", "NodeList", "MaxRSS")
-SQUEUE_FORMAT = "%i|%A|%T|%V|%S|%e|%M|%N"
-PARSABLE = re.compile(r"^(\d+)(?:\+\d+)?(?:;(\S+))?$")
-HUMAN = re.compile(r"Submitted batch job (\d+)(?: on cluster (\S+))?")
-KEY = re.compile(r"(?:^|\s)([A-Za-z][A-Za-z0-9_:/]*)=")
 
-
-def run(argv, timeout=300, cwd=None, env=None):
-    try:
-        return subprocess.run(
-            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-            capture_output=True, text=True, timeout=timeout)
-    except FileNotFoundError:
-        raise SlurmError("%s: command not found (is Slurm installed and on "
-                         "PATH?)" % argv[0])
-    except subprocess.TimeoutExpired:
-        raise SlurmError("%s did not answer within %d s" % (argv[0], timeout))
-
-
-def is_sbatch(argv) -> bool:
-    return bool(argv) and os.path.basename(argv[0]) == "sbatch"
-
-
-def sbatch_argv(argv: list[str]) -> list[str]:
-    """Add --parsable to an sbatch call (before the script) if not there."""
-    if not is_sbatch(argv) or "--parsable" in argv:
-        return list(argv)
-    return [argv[0], "--parsable"] + list(argv[1:])
-
-
-def parse_job_ids(stdout: str) -> list[tuple[str, str]]:
-    """(job id, cluster) pairs printed by sbatch (parsable or human form)."""
-    found = []
-    for line in stdout.splitlines():
-        line = line.strip()
-        m = PARSABLE.match(line) or HUMAN.search(line)
-        if m and (m.group(1), m.group(2) or "") not in found:
-            found.append((m.group(1), m.group(2) or ""))
-    return found
-
-
-def parse_key_values(text: str) -> dict:
-    """`scontrol show job -o` output -> dict (values may contain spaces)."""
-    text = text.strip()
-    keys = list(KEY.finditer(text))
-    out = {}
-    for i, m in enumerate(keys):
-        end = keys[i + 1].start() if i + 1 < len(keys) else len(text)
-        out[m.group(1)] = text[m.end():end].strip()
-    return out
-
-
-def parse_rss(value: str) -> int | None:
-    if not value:
-        return None
-    m = re.match(r"^([\d.]+)([KMGTP]?)$", value.strip())
-    if not m:
-        return None
-    mult = {"": 1, "K": 1024, "M": 1024 ** 2, "G": 1024 ** 3,
-            "T": 1024 ** 4, "P": 1024 ** 5}[m.group(2)]
-    return int(float(m.group(1)) * mult)
-
-
-def _clean(value):
-    return None if value in (None, "", "Unknown", "None", "N/A") else value
-
-
-def parse_sacct(text: str, wanted: list[str]) -> dict[str, JobInfo]:
-    """Parse `sacct -n -P -o SACCT_FIELDS` lines into one JobInfo per wanted
-    id.  Array tasks become `tasks`; steps only contribute MaxRSS."""
-    wanted = set(wanted)
-    allocations = {}   # JobID -> JobInfo
-    rss = {}
-    for line in text.splitlines():
-        parts = line.split("|")
-        if len(parts) < len(SACCT_FIELDS):
-            continue
-        rec = dict(zip(SACCT_FIELDS, parts))
-        jobid = rec["JobID"]
-        alloc, _, step = jobid.partition(".")
-        r = parse_rss(rec["MaxRSS"])
-        if r is not None:
-            rss[alloc] = max(rss.get(alloc, 0), r)
-        if step:
-            continue
-        allocations[alloc] = JobInfo(
-            job_id=rec["JobIDRaw"] or alloc,
-            state=normalize_state(rec["State"]),
-            exit_code=_clean(rec["ExitCode"]),
-            submit_time=_clean(rec["Submit"]),
-            start_time=_clean(rec["Start"]),
-            end_time=_clean(rec["End"]),
-            elapsed=_clean(rec["Elapsed"]),
-            nodes=_clean(rec["NodeList"]),
-            source="sacct")
-    for alloc, info in allocations.items():
-        if alloc in rss:
-            info.max_rss = rss[alloc]
-    return _group(allocations, wanted, "sacct")
-
-
-def _group(allocations: dict, wanted: set, source: str) -> dict:
-    """Group allocation records `123`, `123_4`, `123_[5-7]` by master id."""
-    result = {}
-    for alloc, info in allocations.items():
-        master, sep, task = alloc.partition("_")
-        if not sep and "+" in alloc:   # heterogeneous job components
-            master, sep, task = alloc.partition("+")
-            task = "+" + task
-        if master not in wanted:
-            continue
-        if not sep:
-            if master in result and result[master].tasks:
-                continue  # the unsplit line of an array that split meanwhile
-            result[master] = info
-            continue
-        job = result.get(master)
-        if job is None or not job.tasks:
-            job = JobInfo(job_id=master, source=source)
-            result[master] = job
-        job.tasks[task] = info
-    for job in result.values():
-        if job.tasks:
-            _summarise(job)
-    return result
-
-
-def _summarise(job: JobInfo):
-    tasks = job.tasks.values()
-    job.state = job.summary_state
-    starts = [t.start_time for t in tasks if t.start_time]
-    ends = [t.end_time for t in tasks if t.end_time]
-    subs = [t.submit_time for t in tasks if t.submit_time]
-    job.submit_time = min(subs) if subs else None
-    job.start_time = min(starts) if starts else None
-    job.end_time = (max(ends) if ends and len(ends) == len(job.tasks)
-                    else None)
-    nodes = sorted({t.nodes for t in tasks if t.nodes})
-    job.nodes = ",".join(nodes) or None
-    rss = [t.max_rss for t in tasks if t.max_rss is not None]
-    job.max_rss = max(rss) if rss else None
-
-
-def parse_squeue(text: str, wanted: list[str]) -> dict[str, JobInfo]:
-    allocations = {}
-    for line in text.splitlines():
-        parts = line.strip().split("|")
-        if len(parts) < 8:
-            continue
-        jobid, raw, state, submit, start, end, used, nodes = parts[:8]
-        allocations[jobid] = JobInfo(
-            job_id=raw, state=normalize_state(state),
-            submit_time=_clean(submit), start_time=_clean(start),
-            end_time=_clean(end), elapsed=_clean(used), nodes=_clean(nodes),
-            source="squeue")
-    return _group(allocations, set(wanted), "squeue")
+def run(argv: list[str], timeout: float = 300, cwd: str | None = None,
+        env: dict | None = None, fixed: bool = True):
+    """Run a Slurm tool (never raises for a non-zero exit)."""
+    return run_command(argv, cwd=cwd, env=env, timeout=timeout,
+                       error=SlurmError, fixed=fixed)
 
 
 class CLIBackend(Backend):
@@ -188,7 +45,8 @@ class CLIBackend(Backend):
     # -- submission -------------------------------------------------------
     def submit(self, argv, cwd, env=None) -> Submission:
         argv = sbatch_argv(argv)
-        proc = run(argv, cwd=cwd, env=env, timeout=3600)
+        # the job inherits sbatch's environment: the user's, unchanged
+        proc = run(argv, cwd=cwd, env=env, timeout=3600, fixed=False)
         ids = parse_job_ids(proc.stdout)
         if not ids:
             detail = (proc.stderr or proc.stdout).strip() or "no output"
@@ -215,8 +73,8 @@ class CLIBackend(Backend):
             return {}
         # an array gives one line per task record; the master's line is
         # the one whose JobId equals the submitted id, else the first
-        lines = [parse_key_values(l) for l in proc.stdout.splitlines()
-                 if l.strip()]
+        lines = [parse_key_values(line) for line in proc.stdout.splitlines()
+                 if line.strip()]
         for rec in lines:
             if rec.get("JobId") == str(job_id):
                 return rec

@@ -60,7 +60,8 @@ SHORT = {
 
 
 def normalize_state(raw: str) -> str:
-    """'CANCELLED by 0' -> 'CANCELLED'; 'cd' -> 'COMPLETED'; 'RUNNING+' -> ..."""
+    """Slurm's state word without decorations or abbreviation:
+    'CANCELLED by 0' -> 'CANCELLED', 'cd' -> 'COMPLETED', 'R+' -> 'RUNNING'."""
     word = (raw or "").strip().split(" ")[0].rstrip("+").upper()
     return SHORT.get(word, word)
 

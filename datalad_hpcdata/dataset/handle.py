@@ -1,14 +1,16 @@
-"""What every command needs about a dataset, computed cheaply and once."""
+"""One dataset as the commands see it: root, git dir, job store, backend.
+
+Everything here is computed cheaply and at most once per command call.
+"""
 
 from __future__ import annotations
 
 import os
-import socket
 from functools import cached_property
 from pathlib import Path
 
+from ..slurm import Backend, get_backend
 from .jobstore import JobStore
-from .slurm.backend import get_backend
 
 
 def find_git_dir(root: str) -> Path:
@@ -27,7 +29,9 @@ def find_git_dir(root: str) -> Path:
     raise ValueError("%s is not a git repository" % root)
 
 
-class DatasetContext:
+class DatasetHandle:
+    """A DataLad dataset with what the Slurm workflow needs of it."""
+
     def __init__(self, ds):
         self.ds = ds
         self.root = os.path.realpath(ds.path)
@@ -35,10 +39,8 @@ class DatasetContext:
 
     @cached_property
     def annex(self) -> bool:
-        return (self.git_dir / "annex").is_dir() or \
-            self._common_dir_has_annex()
-
-    def _common_dir_has_annex(self) -> bool:
+        if (self.git_dir / "annex").is_dir():
+            return True
         common = self.git_dir / "commondir"
         if common.is_file():
             base = Path(common.read_text().strip())
@@ -52,23 +54,15 @@ class DatasetContext:
         return JobStore(self.git_dir)
 
     @cached_property
-    def backend(self):
-        return get_backend(self.config("datalad.hpcdata.backend", "auto"))
+    def backend(self) -> Backend:
+        """The Slurm backend the dataset's configuration picks."""
+        return get_backend(self.ds.config.get("datalad.hpcdata.backend")
+                           or "auto")
 
-    def config(self, key, default=None):
-        value = self.ds.config.get(key, default)
-        return default if value is None else value
-
-    def cluster_name(self, submitted: str = "") -> str:
-        if submitted:
-            return submitted
-        key = "cluster:%s:%s" % (socket.gethostname(),
-                                 os.environ.get("SLURM_CONF", ""))
-        cached = self.store.meta_get(key)
-        if cached is None:
-            cached = self.backend.cluster_name()
-            self.store.meta_set(key, cached)
-        return cached
+    @property
+    def state_dir(self) -> Path:
+        """Where the job store, the lock and scratch files live."""
+        return self.git_dir / "datalad-hpcdata"
 
     def subdataset_paths(self) -> list[str]:
         """Registered subdataset paths (from .gitmodules, no git call)."""

@@ -9,9 +9,10 @@ from datalad.interface.base import Interface, build_doc, eval_results
 from datalad.interface.common_opts import jobs_opt, save_message_opt
 from datalad.support.param import Parameter
 
-from ._common import dataset_opt, render_result
-from .context import DatasetContext
-from .finishing import finish
+from ..dataset.handle import DatasetHandle
+from ..jobs.finish import finish
+from .options import dataset_opt
+from .render import render_result
 
 lgr = logging.getLogger("datalad.hpcdata.finish")
 
@@ -85,10 +86,10 @@ class SlurmFinish(Interface):
         if isinstance(slurm_job_id, (str, int)):
             slurm_job_id = [slurm_job_id]
         ids += [str(j) for j in (slurm_job_id or [])]
-        ctx = DatasetContext(ds)
-        keep = keep_alt_dir or ctx.ds.config.getbool(
+        keep = keep_alt_dir or ds.config.getbool(
             "datalad.hpcdata", "keep-alt-dir", default=False)
-        yield from finish(ctx, job_ids=ids or None, message=message,
+        yield from finish(DatasetHandle(ds), job_ids=ids or None,
+                          message=message,
                           close_failed=close_failed_jobs,
                           commit_failed=commit_failed_jobs,
                           list_only=list_open_jobs, keep_alt_dir=keep,

@@ -5,16 +5,16 @@ from __future__ import annotations
 import logging
 
 from datalad.core.local.run import Run, get_command_pwds
-from datalad.distribution.dataset import (datasetmethod, require_dataset)
+from datalad.distribution.dataset import datasetmethod, require_dataset
 from datalad.interface.base import Interface, build_doc, eval_results
 from datalad.interface.results import get_status_dict
 from datalad.support.constraints import EnsureBool, EnsureNone
 from datalad.support.param import Parameter
 
-from ._common import alt_dir_opt, render_result
-from .context import DatasetContext
-from .paths import inside
-from .scheduling import ACTION, ScheduleError, plan, schedule
+from ..dataset.handle import DatasetHandle
+from ..jobs.schedule import ACTION, ScheduleError, job_pwd, plan, schedule
+from .options import alt_dir_opt
+from .render import render_result
 
 lgr = logging.getLogger("datalad.hpcdata.schedule")
 
@@ -87,18 +87,14 @@ class SlurmSchedule(Interface):
                  dry_run=None, alt_dir=None, check_outputs=None, jobs=None):
         ds = require_dataset(dataset, check_installed=True,
                              purpose="schedule a Slurm job")
-        ctx = DatasetContext(ds)
-        pwd, _ = get_command_pwds(dataset)
-        if not inside(pwd, ctx.root):
-            # like `datalad run`: outside the dataset, paths are relative
-            # to its root and the job is submitted from there
-            pwd = ctx.root
+        handle = DatasetHandle(ds)
+        pwd = job_pwd(handle, get_command_pwds(dataset)[0])
         if check_outputs is False:
             lgr.warning("--check-outputs false is ignored: overlapping "
                         "outputs are always refused")
-        alt_dir = alt_dir or ctx.config("datalad.hpcdata.alt-dir")
+        alt_dir = alt_dir or ds.config.get("datalad.hpcdata.alt-dir")
         try:
-            spec = plan(ctx, cmd, pwd, inputs=inputs,
+            spec = plan(handle, cmd, pwd, inputs=inputs,
                         extra_inputs=extra_inputs, outputs=outputs,
                         expand_opt=expand, message=message, alt_dir=alt_dir,
                         assume_ready=assume_ready)
@@ -107,6 +103,6 @@ class SlurmSchedule(Interface):
                                   type="dataset", status="impossible",
                                   message=str(e), logger=lgr)
             return
-        yield from schedule(ctx, spec, jobs=jobs, dry_run=dry_run)
+        yield from schedule(handle, spec, jobs=jobs, dry_run=dry_run)
 
     custom_result_renderer = staticmethod(render_result)

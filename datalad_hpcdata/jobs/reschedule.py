@@ -8,9 +8,11 @@ import shlex
 
 from datalad.interface.results import get_status_dict
 
-from .gitplumbing import git, rev_parse
+from ..dataset.git import git, rev_parse
+from ..dataset.handle import DatasetHandle
 from .record import MARKER, RecordError, normalize_record, parse_message
-from .scheduling import ScheduleError, plan, schedule
+from .schedule import ScheduleError, plan, schedule
+from .spec import JobSpec
 
 lgr = logging.getLogger("datalad.hpcdata.reschedule")
 
@@ -74,14 +76,17 @@ def record_state(subject, record):
     return word.upper().replace(" ", "_") if word else "UNKNOWN"
 
 
-def reschedule(ctx, revision="HEAD", since=None, message=None, report=False,
-               script=None, with_failed=False, assume_ready=None,
-               alt_dir=None, no_alt_dir=False, jobs=None):
-    ds = ctx.ds
+def reschedule(handle: DatasetHandle, revision: str = "HEAD",
+               since: str | None = None, message: str | None = None,
+               report: bool = False, script: str | None = None,
+               with_failed: bool = False, assume_ready: str | None = None,
+               alt_dir: str | None = None, no_alt_dir: bool = False,
+               jobs=None):
+    ds = handle.ds
     res = dict(action=ACTION, ds=ds, path=ds.path, type="dataset",
                logger=lgr)
     try:
-        records = find_records(ctx.root, revision, since)
+        records = find_records(handle.root, revision, since)
     except (RevisionError, RecordError) as e:
         yield get_status_dict(status="impossible", message=str(e), **res)
         return
@@ -100,9 +105,9 @@ def reschedule(ctx, revision="HEAD", since=None, message=None, report=False,
         msg = message if message is not None else _body_message(body)
         note = "Re-submission of job %s." % norm["slurm_job_id"]
         msg = "%s\n\n%s" % (msg, note) if msg else note
-        pwd_abs = os.path.join(ctx.root, norm["pwd"])
+        pwd_abs = os.path.join(handle.root, norm["pwd"])
         try:
-            spec = plan(ctx, norm["cmd"], pwd_abs, inputs=norm["inputs"],
+            spec = plan(handle, norm["cmd"], pwd_abs, inputs=norm["inputs"],
                         extra_inputs=norm["extra_inputs"],
                         outputs=norm["outputs"], message=msg,
                         chain=norm["chain"] + [sha], alt_dir=job_alt,
@@ -114,15 +119,14 @@ def reschedule(ctx, revision="HEAD", since=None, message=None, report=False,
         if report:
             yield get_status_dict(
                 status="ok", commit=sha, rerun_action="slurm-schedule",
-                slurm_run_info=record, cmd=spec["cmd"],
-                inputs=spec["inputs"], outputs=spec["outputs"],
-                pwd=spec["pwd"], message=("would resubmit %s: %s",
-                                          sha[:10], spec["cmd"]), **res)
+                slurm_run_info=record, cmd=spec.cmd, inputs=spec.inputs,
+                outputs=spec.outputs, pwd=spec.pwd,
+                message=("would resubmit %s: %s", sha[:10], spec.cmd), **res)
             continue
         if script is not None:
             script_lines.append(_script_line(spec))
             continue
-        for r in schedule(ctx, spec, jobs=jobs):
+        for r in schedule(handle, spec, jobs=jobs):
             r["action"] = ACTION
             r["commit"] = sha
             yield r
@@ -141,18 +145,18 @@ def reschedule(ctx, revision="HEAD", since=None, message=None, report=False,
 
 
 def _body_message(body):
-    lines = [l for l in body.splitlines()
-             if not l.startswith("Re-submission of job")]
+    lines = [line for line in body.splitlines()
+             if not line.startswith("Re-submission of job")]
     return "\n".join(lines).strip() or None
 
 
-def _script_line(spec):
+def _script_line(spec: JobSpec) -> str:
     argv = ["datalad", "slurm-schedule"]
-    if spec.get("message"):
-        argv += ["-m", spec["message"]]
-    for i in spec["inputs"]:
+    if spec.message:
+        argv += ["-m", spec.message]
+    for i in spec.inputs:
         argv += ["-i", i]
-    for o in spec["outputs"]:
+    for o in spec.outputs:
         argv += ["-o", o]
-    argv += ["--", spec["cmd"]]
-    return "(cd %s && %s)\n" % (shlex.quote(spec["pwd"]), shlex.join(argv))
+    argv += ["--", spec.cmd]
+    return "(cd %s && %s)\n" % (shlex.quote(spec.pwd), shlex.join(argv))

@@ -26,7 +26,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
     row            INTEGER PRIMARY KEY AUTOINCREMENT,
     status         TEXT NOT NULL CHECK (status IN
-                     ('submitting', 'open', 'committed', 'abandoned', 'rejected')),
+                     ('submitting', 'open', 'committed', 'abandoned',
+                      'rejected')),
     cluster        TEXT NOT NULL DEFAULT '',
     job_id         TEXT,
     created        REAL NOT NULL,
@@ -257,7 +258,8 @@ class JobStore:
 
     def find(self, job_id: str) -> list[Job]:
         return [_job(r) for r in self.con.execute(
-            "SELECT * FROM jobs WHERE job_id = ? ORDER BY row", (str(job_id),))]
+            "SELECT * FROM jobs WHERE job_id = ? ORDER BY row",
+            (str(job_id),))]
 
     def claims_of(self, row: int) -> list[str]:
         return [r[0] for r in self.con.execute(
@@ -290,7 +292,7 @@ class JobStore:
         with self.transaction() as con:
             self._close(con, row, "abandoned", reason)
 
-    # -- small key/value cache --------------------------------------------------
+    # -- small key/value cache ----------------------------------------------
     def meta_get(self, key: str):
         r = self.con.execute("SELECT value FROM meta WHERE key = ?",
                              (key,)).fetchone()
@@ -298,6 +300,7 @@ class JobStore:
 
     def meta_set(self, key: str, value: str):
         with self.transaction() as con:
-            con.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
+            con.execute("INSERT OR REPLACE INTO meta (key, value) "
+                        "VALUES (?, ?)",
                         (key, value))
 

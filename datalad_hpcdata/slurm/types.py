@@ -1,16 +1,14 @@
-"""The small interface every scheduler backend implements, and its selection."""
+"""What a Slurm backend is: its interface and the records it returns."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import asdict, dataclass, field
 
+from ..runner import CommandError
 from .states import ACTIVE, classify, combine
 
-lgr = logging.getLogger("datalad.hpcdata.slurm")
 
-
-class SlurmError(RuntimeError):
+class SlurmError(CommandError):
     """A Slurm command failed; the message carries Slurm's own words."""
 
 
@@ -112,28 +110,8 @@ class Backend:
         raise NotImplementedError
 
     def submit_info(self, job_id: str) -> dict:
-        """StdOut/StdErr/WorkDir/ArrayTaskId/JobName of a just-submitted job."""
+        """StdOut/StdErr/WorkDir/ArrayTaskId/JobName of a submitted job."""
         raise NotImplementedError
 
     def cluster_name(self) -> str:
         raise NotImplementedError
-
-
-def get_backend(choice: str = "auto") -> Backend:
-    """`datalad.hpcdata.backend`: auto | cli | pyslurm."""
-    from .cli import CLIBackend
-    choice = (choice or "auto").lower()
-    if choice not in ("auto", "cli", "pyslurm"):
-        raise ValueError(
-            "datalad.hpcdata.backend must be auto, cli or pyslurm, not %r"
-            % choice)
-    if choice == "cli":
-        return CLIBackend()
-    from .pyslurm_backend import PyslurmBackend, pyslurm_usable
-    ok, why = pyslurm_usable()
-    if ok:
-        return PyslurmBackend()
-    if choice == "pyslurm":
-        raise SlurmError("pyslurm backend requested but unusable: %s" % why)
-    lgr.debug("pyslurm not used (%s); using the Slurm command-line tools", why)
-    return CLIBackend()

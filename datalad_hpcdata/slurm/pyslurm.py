@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import logging
 import re
-import subprocess
 from datetime import datetime, timezone
 
-from .backend import JobInfo, SlurmError
-from .cli import CLIBackend
+from .cli import CLIBackend, run
 from .states import normalize_state
+from .types import JobInfo, SlurmError
 
 lgr = logging.getLogger("datalad.hpcdata.slurm.pyslurm")
 
@@ -33,10 +32,8 @@ def _major_minor(version: str):
 
 def slurm_version() -> str:
     try:
-        out = subprocess.run(["sinfo", "--version"], capture_output=True,
-                             text=True, timeout=30,
-                             stdin=subprocess.DEVNULL).stdout
-    except (OSError, subprocess.TimeoutExpired):
+        out = run(["sinfo", "--version"], timeout=30).stdout
+    except SlurmError:
         return ""
     return out.strip().split()[-1] if out.strip() else ""
 

@@ -1,4 +1,5 @@
-"""Run records in commit messages: writing ours, reading ours and the peer's.
+"""Run records in commit messages: building and writing ours, reading ours
+and the peer's.
 
 Format (shared with datalad-slurm so either tool can read the other)::
 
@@ -22,7 +23,11 @@ import json
 import posixpath
 import re
 
-from . import __version__
+from .. import __version__
+from ..dataset.jobstore import Job
+from ..dataset.paths import relative_to_pwd
+from ..slurm import JobInfo
+from .spec import JobSpec
 
 MARKER = "[DATALAD SLURM RUN]"
 BELOW = "=== Do not change lines below ==="
@@ -120,3 +125,47 @@ def normalize_record(record: dict) -> dict:
 
 def extension_tag() -> str:
     return "%s %s" % (EXTENSION, __version__)
+
+
+def _task_key(task: str):
+    return (0, int(task)) if task.isdigit() else (1, task)
+
+
+def build_record(dsid: str, job: Job, spec: JobSpec, info: JobInfo,
+                 logs: list[str]) -> dict:
+    """The run record of a finished job (a superset of datalad run's)."""
+    rel_pwd = spec.pwd
+    rec = {
+        "cmd": spec.cmd,
+        "dsid": dsid,
+        "exit": info.exit_status,
+        "inputs": spec.inputs,
+        "extra_inputs": spec.extra_inputs,
+        "outputs": spec.outputs,
+        "pwd": rel_pwd,
+        "chain": spec.chain,
+        "slurm_job_id": int(job.job_id) if job.job_id.isdigit()
+        else job.job_id,
+        "slurm_outputs": [relative_to_pwd(log, rel_pwd) for log in logs],
+        "cluster": job.cluster,
+        "slurm_state": info.state,
+        "slurm_exit_code": info.exit_code,
+        "submit_time": info.submit_time,
+        "start_time": info.start_time,
+        "end_time": info.end_time,
+        "elapsed": info.elapsed,
+        "nodes": info.nodes,
+        "max_rss": info.max_rss,
+        "submit_head": job.head,
+        "alt_dir": spec.alt_dir or "",
+        "extension": EXTENSION,
+        "extension_version": __version__,
+    }
+    if info.tasks:
+        rec["array"] = spec.array
+        rec["array_tasks"] = {
+            t: {"state": i.state, "exit_code": i.exit_code,
+                "slurm_job_id": i.job_id}
+            for t, i in sorted(info.tasks.items(),
+                               key=lambda kv: _task_key(kv[0]))}
+    return rec

@@ -11,9 +11,10 @@ from datalad.interface.common_opts import jobs_opt
 from datalad.support.constraints import EnsureNone, EnsureStr
 from datalad.support.param import Parameter
 
-from ._common import alt_dir_opt, dataset_opt, render_result
-from .context import DatasetContext
-from .rescheduling import reschedule
+from ..dataset.handle import DatasetHandle
+from ..jobs.reschedule import reschedule
+from .options import alt_dir_opt, dataset_opt
+from .render import render_result
 
 lgr = logging.getLogger("datalad.hpcdata.reschedule")
 
@@ -86,7 +87,7 @@ class SlurmReschedule(Interface):
         ds = require_dataset(dataset, check_installed=True,
                              purpose="reschedule a Slurm job")
         yield from reschedule(
-            DatasetContext(ds), revision=revision or "HEAD", since=since,
+            DatasetHandle(ds), revision=revision or "HEAD", since=since,
             message=message, report=report, script=script,
             with_failed=with_failed_jobs, assume_ready=assume_ready,
             alt_dir=alt_dir, no_alt_dir=no_alt_dir, jobs=jobs)

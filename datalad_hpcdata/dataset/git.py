@@ -1,42 +1,40 @@
-"""Index-free git plumbing: read trees, write edited trees, chain commits.
+"""Every git and git-annex call, through the package's one runner.
 
 Committing one job's few output files must not cost a whole-dataset status
 scan.  `TreeEditor` applies a set of path changes to a tree by reading only
 the trees on the changed paths (``git cat-file --batch``) and writing only
 the trees that changed (``git mktree --batch``): cost follows the number and
 depth of changed paths and the size of the directories they are in, not the
-size of the dataset.
+size of the dataset.  :func:`annex_add` stages files into a scratch index
+holding only them, for the same reason.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import subprocess
+
+from ..runner import CommandError, popen, run
 
 TREE_MODE = "40000"
 GITLINK_MODE = "160000"
+ZERO = "0" * 40
+# pathspecs are always literal: a file named "a*" is not a pattern
+GIT_ENV = {"GIT_LITERAL_PATHSPECS": "1"}
 
 
-class GitError(RuntimeError):
-    pass
+class GitError(CommandError):
+    """A git or git-annex call failed."""
 
 
-def git_env(env=None):
-    env = dict(os.environ if env is None else env)
-    env["GIT_LITERAL_PATHSPECS"] = "1"
-    return env
-
-
-def git(repo, *args, input=None, env=None, check=True, text=True):
-    env = git_env(env)
-    proc = subprocess.run(
-        ["git", *args], cwd=str(repo), input=input, env=env,
-        capture_output=True, text=text,
-        stdin=None if input is not None else subprocess.DEVNULL)
-    if check and proc.returncode:
-        err = proc.stderr if text else proc.stderr.decode(errors="replace")
-        raise GitError("git %s failed: %s" % (" ".join(args[:2]), err.strip()))
-    return proc
+def git(repo, *args: str, input: str | bytes | None = None,
+        env: dict | None = None, check: bool = True, text: bool = True,
+        literal: bool = True):
+    """Run ``git ARGS`` in `repo`; `env` adds variables.  `literal` makes
+    every pathspec literal (git-annex refuses that magic: pass False)."""
+    env = dict(GIT_ENV if literal else {}, **(env or {}))
+    return run(["git", *args], cwd=repo, input=input, env=env, check=check,
+               text=text, error=GitError)
 
 
 def rev_parse(repo, rev):
@@ -79,8 +77,7 @@ class TreeEditor:
         self._cat = self._mktree = None
 
     def _popen(self, *args):
-        return subprocess.Popen(["git", *args], cwd=self.repo, env=git_env(),
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        return popen(["git", *args], cwd=self.repo, env=GIT_ENV)
 
     def read_tree(self, sha: str) -> dict:
         """name -> (mode, sha) of one tree object."""
@@ -174,7 +171,7 @@ def commit_tree(repo, tree, parents, message, env=None) -> str:
 
 def update_ref(repo, new, old, reason):
     """Move HEAD (through its branch) from `old` to `new`, atomically."""
-    git(repo, "update-ref", "-m", reason, "HEAD", new, old or "0" * 40)
+    git(repo, "update-ref", "-m", reason, "HEAD", new, old or ZERO)
 
 
 def is_ancestor(repo, commit, of="HEAD") -> bool:
@@ -214,3 +211,35 @@ def ls_files_stage(repo, paths, env=None) -> dict:
         return {}
     return _entries(git(repo, "ls-files", "-s", "-z", "--full-name", "--",
                         *paths, env=env).stdout, sha_field=1)
+
+
+def annex_add(root: str, files: list[str], index: str) -> dict:
+    """`git annex add` the files into a scratch index holding only them.
+
+    git-annex refreshes and rewrites whatever index it works on; pointing it
+    at a scratch index keeps that cost proportional to the job's files, not
+    to the dataset (annex.largefiles is honoured; small files go to git).
+    Returns path -> (mode, sha) of what it staged."""
+    bad = [f for f in files if "\n" in f]
+    if bad:
+        raise GitError("file names with newlines cannot be annexed: %r" % bad)
+    if os.path.lexists(index):
+        os.unlink(index)
+    env = {"GIT_INDEX_FILE": index}
+    try:
+        proc = git(root, "annex", "add", "--batch", "--json",
+                   "--json-error-messages", input="\n".join(files) + "\n",
+                   env=env, literal=False)
+        for line in proc.stdout.splitlines():
+            try:
+                rec = json.loads(line) if line.strip() else {}
+            except ValueError:
+                continue
+            if rec.get("success") is False:
+                raise GitError("git annex add %s failed: %s" % (
+                    rec.get("file"),
+                    "; ".join(rec.get("error-messages") or [])))
+        return ls_files_stage(root, files, env=env)
+    finally:
+        if os.path.lexists(index):
+            os.unlink(index)
