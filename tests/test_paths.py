@@ -2,8 +2,13 @@ import os
 
 import pytest
 
-from datalad_hpcdata.paths import (PathError, canonical, canonical_spec,
-                                   claim_path, overlaps)
+from datalad_hpcdata.dataset.paths import (
+    PathError,
+    canonical,
+    canonical_spec,
+    claim_path,
+    overlaps,
+)
 
 
 @pytest.fixture

@@ -134,7 +134,7 @@ def ancestors(path: str) -> list[str]:
 
 
 def relative_to_pwd(rel: str, rel_pwd: str) -> str:
-    """Express a canonical dataset path relative to the dataset-relative pwd."""
+    """A canonical dataset path relative to the dataset-relative pwd."""
     if rel_pwd in ("", "."):
         return rel
     return posixpath.relpath(rel, rel_pwd)

@@ -1,0 +1,1 @@
+"""The dataset on disk: handle, job store, lock, paths, worktree and git."""
