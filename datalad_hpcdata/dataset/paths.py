@@ -28,7 +28,16 @@ def has_glob(path: str) -> bool:
 
 def inside(path: str, root: str) -> bool:
     """Is the real location of `path` the (real) `root` or below it?"""
-    rel = os.path.relpath(os.path.realpath(path), root)
+    return within(os.path.realpath(path), root)
+
+
+def within(path: str, root: str) -> bool:
+    """Is the absolute `path` the `root` or below it, lexically?
+
+    Nothing is resolved: where symlinks matter both must already be real
+    paths (:func:`inside` resolves `path` first).
+    """
+    rel = os.path.relpath(path, root)
     return not (rel == os.pardir or rel.startswith(os.pardir + os.sep))
 
 
@@ -127,6 +136,11 @@ def overlaps(a: str, b: str) -> bool:
     return a == b or a.startswith(b + "/") or b.startswith(a + "/")
 
 
+def contains(outer: str, path: str) -> bool:
+    """True if the canonical `path` equals `outer` or lies below it."""
+    return path == outer or path.startswith(outer + "/")
+
+
 def ancestors(path: str) -> list[str]:
     """``a/b/c`` -> ``['a', 'a/b']``"""
     parts = path.split("/")
@@ -134,7 +148,7 @@ def ancestors(path: str) -> list[str]:
 
 
 def relative_to_pwd(rel: str, rel_pwd: str) -> str:
-    """Express a canonical dataset path relative to the dataset-relative pwd."""
+    """A canonical dataset path relative to the dataset-relative pwd."""
     if rel_pwd in ("", "."):
         return rel
     return posixpath.relpath(rel, rel_pwd)
@@ -144,7 +158,7 @@ def expand(spec: str, root: str) -> list[str]:
     """Existing canonical paths matching a canonical spec (sorted)."""
     if not has_glob(spec):
         return [spec] if os.path.lexists(os.path.join(root, spec)) else []
-    hits = glob.glob(os.path.join(root, spec), recursive=True)
+    hits = glob.glob(os.path.join(glob.escape(root), spec), recursive=True)
     return sorted(Path(os.path.relpath(h, root)).as_posix() for h in hits)
 
 

@@ -1,4 +1,4 @@
-"""Unit tests for datalad_hpcdata.staging (pure file-system logic)."""
+"""Unit tests for datalad_hpcdata.altdir (pure file-system logic)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,20 @@ from pathlib import Path
 
 import pytest
 
-from datalad_hpcdata import staging
-from datalad_hpcdata.staging import (
-    FetchReport, StageReport, StagingError, check_alt_dir, cleanup,
-    fetch_outputs, prepare_outputs, stage_inputs, staged_overlaps,
+from datalad_hpcdata.altdir import (
+    FetchReport,
+    StageReport,
+    StagingError,
+    check_alt_dir,
+    cleanup,
+    copyback,
+    fetch_outputs,
+    prepare_output_dirs,
+    stage_inputs,
+    staged_overlaps,
     staged_path,
 )
+from datalad_hpcdata.altdir import files as altdir_files
 
 ANNEX_CONTENT = b"annexed content\n" * 100
 
@@ -306,13 +314,13 @@ def test_stage_parallel_with_progress(ds, alt):
 
 def test_stage_uses_requested_number_of_workers(ds, alt, monkeypatch):
     seen = {}
-    real = staging.ThreadPoolExecutor
+    real = altdir_files.ThreadPoolExecutor
 
     def spy(max_workers):
         seen["n"] = max_workers
         return real(max_workers=max_workers)
 
-    monkeypatch.setattr(staging, "ThreadPoolExecutor", spy)
+    monkeypatch.setattr(altdir_files, "ThreadPoolExecutor", spy)
     stage_inputs(str(ds), alt, ["data"], jobs=3)
     assert seen["n"] == 3
     stage_inputs(str(ds), alt, ["data"], jobs=0)
@@ -393,8 +401,8 @@ def test_prepare_outputs_creates_parents_and_removes_stale(ds, alt):
     (a / "res" / "keep.txt").write_text("not an output")
     (a / "logs").mkdir()
     (a / "logs" / "dangling").symlink_to("/nonexistent")
-    removed = prepare_outputs(alt, ["res/old", "res/out.txt",
-                                    "new/deep/x.txt", "logs/dangling"])
+    removed = prepare_output_dirs(alt, ["res/old", "res/out.txt",
+                                        "new/deep/x.txt", "logs/dangling"])
     assert removed == ["logs/dangling", "res/old", "res/out.txt"]
     assert not (a / "res" / "old").exists()
     assert not (a / "res" / "out.txt").exists()
@@ -410,8 +418,8 @@ def test_prepare_outputs_glob_and_dataset_dirs(ds, alt):
     (a / "res" / "run1").mkdir(parents=True)
     (a / "res" / "run1" / "x.txt").write_text("old")
     (a / "res" / "run1" / "y.txt").write_text("other")
-    removed = prepare_outputs(alt, ["res/run*/x.txt", "results"],
-                              ds_root=str(ds))
+    removed = prepare_output_dirs(alt, ["res/run*/x.txt", "results"],
+                                  ds_root=str(ds))
     assert removed == ["res/run1/x.txt"]
     assert (a / "res" / "run1" / "y.txt").exists()
     assert (a / "results").is_dir()
@@ -425,14 +433,14 @@ def test_prepare_outputs_refusals_change_nothing(ds, alt, tmp_path):
     for bad in (["stale.txt", "../escape"], ["/abs"], ["stale.txt", "res/x"],
                 ["*"]):
         with pytest.raises(StagingError):
-            prepare_outputs(alt, bad)
+            prepare_output_dirs(alt, bad)
         assert _snapshot(tmp_path) == before
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "x").write_text("precious")
     (a / "lnk").symlink_to(outside)
     with pytest.raises(StagingError):
-        prepare_outputs(alt, ["lnk/x"])
+        prepare_output_dirs(alt, ["lnk/x"])
     assert (outside / "x").read_text() == "precious"
 
 
@@ -444,7 +452,7 @@ def _job_writes(alt, files: dict):
 
 
 def test_fetch_outputs_nested_and_logs(ds, alt):
-    prepare_outputs(alt, ["res", "out/a.txt", "log.slurm-7.out"])
+    prepare_output_dirs(alt, ["res", "out/a.txt", "log.slurm-7.out"])
     _job_writes(alt, {"res/x/one.txt": b"one\n", "res/two.bin": b"\0" * 5000,
                       "out/a.txt": b"a\n", "log.slurm-7.out": b"log\n"})
     (Path(alt) / "res" / "emptydir").mkdir()
@@ -599,16 +607,16 @@ def test_fetch_verification_failure_reported(ds, alt, monkeypatch):
     (ds / "res").mkdir()
     (ds / "res" / "v.txt").write_text("previous")
     _job_writes(alt, {"res/v.txt": b"good data", "res/w.txt": b"fine"})
-    real_hash = staging._hash_file
+    real_hash = copyback.hash_file
 
     def corrupting_hash(path):
         n, digest = real_hash(path)
-        if os.path.basename(path).startswith(staging._TMP_PREFIX) and \
+        if os.path.basename(path).startswith(altdir_files.TMP_PREFIX) and \
                 open(path, "rb").read() == b"good data":
             return n, "0" * 64  # pretend the copy got corrupted
         return n, digest
 
-    monkeypatch.setattr(staging, "_hash_file", corrupting_hash)
+    monkeypatch.setattr(copyback, "hash_file", corrupting_hash)
     rep = fetch_outputs(str(ds), alt, ["res"])
     assert [r for r, _ in rep.failed] == ["res/v.txt"]
     assert "verification failed" in rep.failed[0][1]
@@ -620,15 +628,15 @@ def test_fetch_verification_failure_reported(ds, alt, monkeypatch):
 
 def test_fetch_verifies_destination_content(ds, alt, monkeypatch):
     """The destination is hashed independently of the copy loop."""
-    _job_writes(alt, {"r.bin": os.urandom(3 * staging._CHUNK + 17)})
+    _job_writes(alt, {"r.bin": os.urandom(3 * altdir_files.CHUNK + 17)})
     hashed = []
-    real_hash = staging._hash_file
+    real_hash = copyback.hash_file
 
     def spy(path):
         hashed.append(path)
         return real_hash(path)
 
-    monkeypatch.setattr(staging, "_hash_file", spy)
+    monkeypatch.setattr(copyback, "hash_file", spy)
     rep = fetch_outputs(str(ds), alt, ["r.bin"])
     assert rep.ok
     assert len(hashed) == 1 and os.path.dirname(hashed[0]) == str(ds)
@@ -681,7 +689,7 @@ def test_cleanup_keeps_paths_of_other_open_jobs(ds, alt):
     a = Path(alt)
     # both jobs read data/; job B has an output dir prepared but still empty
     stage_inputs(str(ds), alt, ["data"])
-    prepare_outputs(alt, ["res/A.txt", "res/B/out.txt"])
+    prepare_output_dirs(alt, ["res/A.txt", "res/B/out.txt"])
     _job_writes(alt, {"res/A.txt": b"A"})
     removed = cleanup(alt, ["data", "res/A.txt"],
                       keep=["data/sub", "res/B/out.txt"])
@@ -723,7 +731,7 @@ def test_cleanup_read_only_dirs(alt):
 def test_round_trip(ds, alt):
     rep = stage_inputs(str(ds), alt, ["data", "code"])
     assert rep.ok
-    prepare_outputs(alt, ["res/summary.txt", "log.slurm-9.out"])
+    prepare_output_dirs(alt, ["res/summary.txt", "log.slurm-9.out"])
     # the "job"
     a = Path(alt)
     total = sum(len((a / r).read_bytes()) for r in rep.copied)
