@@ -129,7 +129,7 @@ class HpcdataRemote(SpecialRemote):
         self._vdi_servers(s)
 
     def _vdi_servers(self, settings=None):
-        from .vdi import parse_servers
+        from .providers.vdi import parse_servers
 
         servers = parse_servers((settings or self.settings)["vdi-servers"])
         servers.update(parse_servers(os.environ.get("DATALAD_HPCDATA_VDI_SERVERS", "")))
@@ -138,7 +138,7 @@ class HpcdataRemote(SpecialRemote):
     @property
     def http(self):
         if self._http is None:
-            from .httpclient import HttpClient
+            from .http import HttpClient
 
             self._http = HttpClient()
         return self._http
@@ -151,24 +151,24 @@ class HpcdataRemote(SpecialRemote):
     def _make_provider(self, name):
         s = self._load_settings()
         if name == "zenodo":
-            from .zenodo import Zenodo
+            from .providers.zenodo import Zenodo
 
             return Zenodo(self.http, s["zenodo-url"] or None)
         if name == "doi":
-            from .doi import DoiResolver
+            from .providers.doi import DoiResolver
 
             return DoiResolver(self.http, self.provider("zenodo"), s["doi-resolver"] or None)
         if name == "vdi":
-            from .vdi import Vdi
+            from .providers.vdi import Vdi
 
             return Vdi(self.http, self._vdi_servers())
         if name == "s3":
-            from .s3 import S3
+            from .stores.s3 import S3
 
             return S3(endpoint=s["endpoint"], region=s["region"], addressing=s["addressing"],
                       profile=s["profile"], credentials=self._s3_credentials())
         if name == "irods":
-            from .irods import Irods
+            from .stores.irods import Irods
 
             return Irods(env_file=s["irods-env-file"] or None, password=self._irods_password())
         raise ConfigError("unknown provider {}".format(name))
@@ -179,11 +179,11 @@ class HpcdataRemote(SpecialRemote):
             return None
         if self._store is None:
             if s["store"] == "s3":
-                from .s3 import S3Store
+                from .stores.s3 import S3Store
 
                 self._store = S3Store(self.provider("s3"), s["bucket"], s["prefix"], s["publicurl"])
             else:
-                from .irods import IrodsStore
+                from .stores.irods import IrodsStore
 
                 self._store = IrodsStore(self.provider("irods"), s["irods-collection"])
         return self._store
@@ -310,7 +310,7 @@ class HpcdataRemote(SpecialRemote):
         if name == "doi":
             return self.provider("doi").target(url)[2] is not None
         if name == "vdi":
-            from .vdi import parse_vdi
+            from .providers.vdi import parse_vdi
 
             return parse_vdi(url)[2] is not None
         return True

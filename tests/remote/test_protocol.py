@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from datalad_hpcdata.remote.errors import NotFound
-from datalad_hpcdata.remote.httpclient import HttpClient, HttpError, retry_wait
+from datalad_hpcdata.remote.http import HttpClient, HttpError, retry_wait
 from datalad_hpcdata.remote.main import CONFIGS, HpcdataRemote, key_md5, key_size
 from datalad_hpcdata.remote.names import safe_relpath
 from datalad_hpcdata.remote.protocol import HpcdataMaster

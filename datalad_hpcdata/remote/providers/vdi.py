@@ -14,9 +14,9 @@ the key's own hash is then checked by git-annex.
 
 from urllib.parse import quote, unquote
 
-from .entries import Entry
-from .errors import ConfigError, HpcdataError, NotFound
-from .names import safe_relpath
+from ..entries import Entry
+from ..errors import ConfigError, HpcdataError, NotFound
+from ..names import safe_relpath
 
 
 def parse_servers(text):

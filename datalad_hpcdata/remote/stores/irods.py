@@ -28,8 +28,8 @@ import os
 import uuid
 from urllib.parse import quote, unquote
 
-from .entries import Entry
-from .errors import ConfigError, HpcdataError, NotFound, VerificationError
+from ..entries import Entry
+from ..errors import ConfigError, HpcdataError, NotFound, VerificationError
 
 CHUNK = 1 << 20
 FACTORY_ENV = "DATALAD_HPCDATA_IRODS_SESSION_FACTORY"  # "module:callable", for tests

@@ -24,8 +24,8 @@ import hashlib
 import os
 from urllib.parse import quote, unquote
 
-from .entries import Entry
-from .errors import ConfigError, HpcdataError, NotFound, VerificationError
+from ..entries import Entry
+from ..errors import ConfigError, HpcdataError, NotFound, VerificationError
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 MULTIPART_CHUNK = 16 * 1024 * 1024

@@ -13,7 +13,7 @@
 import re
 from urllib.parse import quote
 
-from .errors import HpcdataError, NotFound
+from ..errors import HpcdataError, NotFound
 
 DEFAULT_RESOLVER = "https://doi.org"
 ZENODO_DOI = re.compile(r"^10\.5281/zenodo\.(?P<rec>\d+)(?:/(?P<key>.*))?$", re.IGNORECASE)

@@ -17,10 +17,10 @@ import os
 import re
 from urllib.parse import quote, unquote, urlsplit
 
-from .entries import Entry
-from .errors import HpcdataError, NotFound
-from .httpclient import parse_checksum
-from .names import safe_relpath
+from ..entries import Entry
+from ..errors import HpcdataError, NotFound
+from ..http import parse_checksum
+from ..names import safe_relpath
 
 DEFAULT_BASE = "https://zenodo.org"
 

@@ -1,0 +1,1 @@
+"""URL resolvers (Zenodo, DOI, vdi) of the special remote."""

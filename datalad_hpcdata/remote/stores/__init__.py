@@ -1,0 +1,1 @@
+"""Content stores of the special remote (S3, iRODS)."""
