@@ -17,51 +17,62 @@ Credentials, first match wins: ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``
 in the environment; git-annex's local credential store (filled by
 ``initremote``/``enableremote`` from those variables); the AWS profile named
 by ``profile=`` or the default boto3 chain (``~/.aws``).  Never the
-git-annex branch.
+git-annex branch.  (The first two are looked up in ``remote/config.py``.)
+
+boto3 is imported only when an ``S3`` client is made.
 """
 
-import hashlib
+from __future__ import annotations
+
 import os
+from typing import Any, Callable, Iterator
 from urllib.parse import quote, unquote
 
-from ..entries import Entry
-from ..errors import ConfigError, HpcdataError, NotFound, VerificationError
+from ..entries import Entry, ProgressFn
+from ..errors import (
+    ConfigError,
+    HpcdataError,
+    NotFound,
+    VerificationError,
+    translated_call,
+)
+from ..transfer import (
+    check_length,
+    copy_chunks,
+    discard,
+    file_md5,
+    resume_offset,
+)
 
 MULTIPART_THRESHOLD = 64 * 1024 * 1024
 MULTIPART_CHUNK = 16 * 1024 * 1024
 CHUNK = 1 << 16
 
 
-def _boto():
+def _boto() -> tuple[Any, Any, Any, Any]:
     try:
         import boto3
         import botocore
         from boto3.s3.transfer import TransferConfig
         from botocore.config import Config
     except ImportError:
-        raise ConfigError("S3 support needs boto3: pip install 'datalad-hpcdata[s3]'")
+        raise ConfigError(
+            "S3 support needs boto3: pip install 'datalad-hpcdata[s3]'")
     return boto3, botocore, TransferConfig, Config
 
 
-def parse_s3(url):
+def parse_s3(url: str) -> tuple[str, str] | None:
     """``s3://bucket/key`` -> (bucket, key); None if not this scheme."""
     if not url.lower().startswith("s3://"):
         return None
     bucket, _, key = url[len("s3://"):].partition("/")
     if not bucket or not key:
-        raise HpcdataError("malformed S3 URL {!r}: expected s3://BUCKET/KEY".format(url))
+        raise HpcdataError(
+            "malformed S3 URL %r: expected s3://BUCKET/KEY" % url)
     return bucket, unquote(key)
 
 
-def file_md5(path):
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def plain_md5_etag(etag):
+def plain_md5_etag(etag: str | None) -> str | None:
     """The MD5 in an ETag if it is a plain content MD5, else None."""
     etag = (etag or "").strip('"').lower()
     if len(etag) == 32 and all(c in "0123456789abcdef" for c in etag):
@@ -70,160 +81,181 @@ def plain_md5_etag(etag):
 
 
 class S3:
-    def __init__(self, endpoint=None, region=None, addressing=None, profile=None,
-                 credentials=None, multipart_threshold=None):
+    def __init__(self, endpoint: str | None = None, region: str | None = None,
+                 addressing: str | None = None, profile: str | None = None,
+                 credentials: tuple[str, str] | None = None,
+                 multipart_threshold: int | None = None) -> None:
         boto3, botocore, TransferConfig, Config = _boto()
         self._botocore = botocore
         style = (addressing or "auto").lower()
         if style not in ("auto", "path", "virtual"):
-            raise ConfigError("addressing must be path, virtual or auto, not {!r}".format(addressing))
-        config = Config(s3={"addressing_style": style}, retries={"mode": "standard"},
+            raise ConfigError("addressing must be path, virtual or auto, "
+                              "not %r" % (addressing,))
+        config = Config(s3={"addressing_style": style},
+                        retries={"mode": "standard"},
                         connect_timeout=30, read_timeout=60)
         kwargs = {}
         if credentials:
-            kwargs.update(aws_access_key_id=credentials[0], aws_secret_access_key=credentials[1])
+            kwargs.update(aws_access_key_id=credentials[0],
+                          aws_secret_access_key=credentials[1])
         try:
-            session = boto3.session.Session(profile_name=profile or None, **kwargs)
+            session = boto3.session.Session(profile_name=profile or None,
+                                            **kwargs)
         except botocore.exceptions.ProfileNotFound as exc:
-            raise ConfigError("AWS profile {!r} not found ({})".format(profile, exc))
+            raise ConfigError(
+                "AWS profile %r not found (%s)" % (profile, exc))
         self.client = session.client("s3", endpoint_url=endpoint or None,
-                                     region_name=region or None, config=config)
+                                     region_name=region or None,
+                                     config=config)
         threshold = multipart_threshold or int(os.environ.get(
             "DATALAD_HPCDATA_S3_MULTIPART_THRESHOLD", MULTIPART_THRESHOLD))
-        self.transfer = TransferConfig(multipart_threshold=threshold,
-                                       multipart_chunksize=max(threshold, 5 * 1024 * 1024)
-                                       if threshold < MULTIPART_CHUNK else MULTIPART_CHUNK)
+        self.transfer = TransferConfig(
+            multipart_threshold=threshold,
+            multipart_chunksize=(max(threshold, 5 * 1024 * 1024)
+                                 if threshold < MULTIPART_CHUNK
+                                 else MULTIPART_CHUNK))
 
     # -- errors -----------------------------------------------------------
-    def _error(self, exc, what):
+    def _error(self, exc: Exception, what: str) -> HpcdataError | None:
+        """Our failure for a boto error, None for anything else."""
         botocore = self._botocore
         if isinstance(exc, botocore.exceptions.ClientError):
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
-                return NotFound("{}: not found ({})".format(what, code))
-            if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-                return HpcdataError("{}: access denied ({}); check the S3 credentials "
-                                    "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or profile)"
-                                    .format(what, code))
-            return HpcdataError("{}: S3 error {}".format(what, code or exc))
+                return NotFound("%s: not found (%s)" % (what, code))
+            if code in ("403", "AccessDenied", "InvalidAccessKeyId",
+                        "SignatureDoesNotMatch"):
+                return HpcdataError(
+                    "%s: access denied (%s); check the S3 credentials "
+                    "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or profile)"
+                    % (what, code))
+            return HpcdataError("%s: S3 error %s" % (what, code or exc))
         if isinstance(exc, botocore.exceptions.NoCredentialsError):
-            return HpcdataError("{}: no S3 credentials found (set AWS_ACCESS_KEY_ID and "
-                                "AWS_SECRET_ACCESS_KEY, or profile=)".format(what))
+            return HpcdataError(
+                "%s: no S3 credentials found (set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or profile=)" % what)
         if isinstance(exc, botocore.exceptions.BotoCoreError):
-            return HpcdataError("{}: {}".format(what, exc))
+            return HpcdataError("%s: %s" % (what, exc))
         return None
 
-    def call(self, what, func, *args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except Exception as exc:  # translate boto errors, keep others
-            translated = self._error(exc, what)
-            if translated is None:
-                raise
-            raise translated from exc
+    def call(self, what: str, func: Callable[..., Any], *args: Any,
+             **kwargs: Any) -> Any:
+        """``func(*args, **kwargs)`` with boto errors translated."""
+        return translated_call(self._error, what, func, *args, **kwargs)
 
     # -- objects ----------------------------------------------------------
-    def head(self, bucket, key):
-        return self.call("s3://{}/{}".format(bucket, key), self.client.head_object,
-                         Bucket=bucket, Key=key)
+    def head(self, bucket: str, key: str) -> dict[str, Any]:
+        return self.call("s3://%s/%s" % (bucket, key),
+                         self.client.head_object, Bucket=bucket, Key=key)
 
-    def exists(self, bucket, key):
+    def exists(self, bucket: str, key: str) -> bool:
         try:
             self.head(bucket, key)
         except NotFound:
             return False
         return True
 
-    def ensure_bucket(self, bucket):
+    def ensure_bucket(self, bucket: str) -> None:
         try:
-            self.call("bucket {}".format(bucket), self.client.head_bucket, Bucket=bucket)
+            self.call("bucket %s" % bucket, self.client.head_bucket,
+                      Bucket=bucket)
         except NotFound:
-            self.call("create bucket {}".format(bucket), self.client.create_bucket, Bucket=bucket)
+            self.call("create bucket %s" % bucket, self.client.create_bucket,
+                      Bucket=bucket)
 
-    def upload(self, path, bucket, key, progress=None):
+    def upload(self, path: str, bucket: str, key: str,
+               progress: ProgressFn | None = None) -> None:
         done = [0]
 
-        def callback(count):
+        def callback(count: int) -> None:
             done[0] += count
             if progress is not None:
                 progress(done[0])
 
-        what = "upload to s3://{}/{}".format(bucket, key)
+        what = "upload to s3://%s/%s" % (bucket, key)
         self.call(what, self.client.upload_file, path, bucket, key,
                   Config=self.transfer, Callback=callback)
         head = self.head(bucket, key)
         size = os.path.getsize(path)
         if head.get("ContentLength") != size:
-            raise VerificationError("{}: stored object has {} bytes, local file {}"
-                                    .format(what, head.get("ContentLength"), size))
+            raise VerificationError(
+                "%s: stored object has %s bytes, local file %s"
+                % (what, head.get("ContentLength"), size))
         etag = plain_md5_etag(head.get("ETag"))
-        if etag and size < self.transfer.multipart_threshold and etag != file_md5(path):
-            raise VerificationError("{}: stored object's MD5 (ETag) differs from the local file"
-                                    .format(what))
+        if (etag and size < self.transfer.multipart_threshold
+                and etag != file_md5(path)):
+            raise VerificationError(
+                "%s: stored object's MD5 (ETag) differs from the local file"
+                % what)
 
-    def download(self, bucket, key, path, progress=None, head=None):
+    def download(self, bucket: str, key: str, path: str,
+                 progress: ProgressFn | None = None,
+                 head: dict[str, Any] | None = None) -> int:
         """Ranged, resumable download verified by size and single-part ETag."""
-        what = "s3://{}/{}".format(bucket, key)
+        what = "s3://%s/%s" % (bucket, key)
         head = head or self.head(bucket, key)
         size = head.get("ContentLength")
         md5 = plain_md5_etag(head.get("ETag"))
-        have = os.path.getsize(path) if os.path.exists(path) else 0
-        if size is not None and have > size:
-            have = 0
-        mode = "ab" if have else "wb"
+        have = resume_offset(path, size)
         if size is None or have < size:
             kwargs = {"Bucket": bucket, "Key": key}
             if have:
-                kwargs["Range"] = "bytes={}-".format(have)
+                kwargs["Range"] = "bytes=%s-" % have
             if head.get("ETag"):
-                kwargs["IfMatch"] = head["ETag"]  # same object version as checked
-            reply = self.call(what, self.client.get_object, **kwargs)
-            body = reply["Body"]
+                kwargs["IfMatch"] = head["ETag"]  # same version as checked
+            body = self.call(what, self.client.get_object, **kwargs)["Body"]
             try:
-                with open(path, mode) as out:
-                    for chunk in iter(lambda: body.read(CHUNK), b""):
-                        out.write(chunk)
-                        have += len(chunk)
-                        if progress is not None:
-                            progress(have)
-            except self._botocore.exceptions.BotoCoreError as exc:
-                raise HpcdataError("{}: transfer interrupted after {} bytes ({})"
-                                   .format(what, have, type(exc).__name__))
+                with open(path, "ab" if have else "wb") as out:
+                    have = copy_chunks(self._read(body, what, have),
+                                       out.write, have, progress)
             finally:
                 body.close()
-        if size is not None and have != size:
-            raise HpcdataError("{}: transfer truncated: received {} of {} bytes"
-                               .format(what, have, size))
+        check_length(what, have, size)
         if md5 and file_md5(path) != md5:
-            with open(path, "wb"):
-                pass
-            raise VerificationError("{}: checksum mismatch against the object's MD5 ETag; "
-                                    "the data was discarded".format(what))
+            discard(path)
+            raise VerificationError(
+                "%s: checksum mismatch against the object's MD5 ETag; "
+                "the data was discarded" % what)
         return have
 
-    def delete(self, bucket, key):
-        self.call("delete s3://{}/{}".format(bucket, key), self.client.delete_object,
-                  Bucket=bucket, Key=key)
+    def _read(self, body: Any, what: str, have: int) -> Iterator[bytes]:
+        """Chunks of a GET's ``body``; ``have``: bytes before the first."""
+        while True:
+            try:
+                chunk = body.read(CHUNK)
+            except self._botocore.exceptions.BotoCoreError as exc:
+                raise HpcdataError(
+                    "%s: transfer interrupted after %s bytes (%s)"
+                    % (what, have, type(exc).__name__))
+            if not chunk:
+                return
+            have += len(chunk)
+            yield chunk
+
+    def delete(self, bucket: str, key: str) -> None:
+        self.call("delete s3://%s/%s" % (bucket, key),
+                  self.client.delete_object, Bucket=bucket, Key=key)
 
     # -- URL entries --------------------------------------------------------
-    def entries(self, url):
+    def entries(self, url: str) -> list[Entry]:
         bucket, key = parse_s3(url)
         head = self.head(bucket, key)
-        size = head.get("ContentLength")
         md5 = plain_md5_etag(head.get("ETag"))
 
-        def fetch(path, progress):
+        def fetch(path: str, progress: ProgressFn | None) -> int:
             return self.download(bucket, key, path, progress=progress)
 
-        return [Entry(url="s3://{}/{}".format(bucket, quote(key, safe="/")),
-                      filename=key.rsplit("/", 1)[-1], size=size,
+        return [Entry(url="s3://%s/%s" % (bucket, quote(key, safe="/")),
+                      filename=key.rsplit("/", 1)[-1],
+                      size=head.get("ContentLength"),
                       checksum=("md5", md5) if md5 else None, fetch=fetch)]
 
 
 class S3Store:
     """Annex keys stored as objects ``{prefix}{key}`` in one bucket."""
 
-    def __init__(self, s3, bucket, prefix="", publicurl=None):
+    def __init__(self, s3: S3, bucket: str, prefix: str = "",
+                 publicurl: str | None = None) -> None:
         if not bucket:
             raise ConfigError("store=s3 needs bucket=NAME")
         self.s3 = s3
@@ -231,28 +263,29 @@ class S3Store:
         self.prefix = prefix or ""
         self.publicurl = (publicurl or "").rstrip("/") or None
 
-    def name(self, key):
+    def name(self, key: str) -> str:
         return self.prefix + key
 
-    def setup(self):
+    def setup(self) -> None:
         self.s3.ensure_bucket(self.bucket)
 
-    def store(self, key, path, progress):
+    def store(self, key: str, path: str, progress: ProgressFn | None) -> None:
         self.s3.upload(path, self.bucket, self.name(key), progress)
 
-    def retrieve(self, key, path, progress):
+    def retrieve(self, key: str, path: str,
+                 progress: ProgressFn | None) -> None:
         self.s3.download(self.bucket, self.name(key), path, progress)
 
-    def present(self, key):
+    def present(self, key: str) -> bool:
         return self.s3.exists(self.bucket, self.name(key))
 
-    def remove(self, key):
+    def remove(self, key: str) -> None:
         self.s3.delete(self.bucket, self.name(key))
 
-    def public_url(self, key):
+    def public_url(self, key: str) -> str | None:
         if self.publicurl:
-            return "{}/{}".format(self.publicurl, quote(self.name(key)))
+            return "%s/%s" % (self.publicurl, quote(self.name(key)))
         return None
 
-    def describe(self):
-        return "s3://{}/{}".format(self.bucket, self.prefix)
+    def describe(self) -> str:
+        return "s3://%s/%s" % (self.bucket, self.prefix)
