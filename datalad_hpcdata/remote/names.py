@@ -1,9 +1,11 @@
 """Checks for file names that come from remote services."""
 
+from __future__ import annotations
+
 from .errors import UnsafeName
 
 
-def safe_relpath(name, source="the service"):
+def safe_relpath(name: object, source: str = "the service") -> str:
     """Return ``name`` if it is a harmless relative path, else raise.
 
     Rejected: empty names, absolute paths, ``.``/``..`` components, empty
@@ -25,11 +27,12 @@ def safe_relpath(name, source="the service"):
         if any(part in ("", ".", "..") for part in parts):
             problem = "'.', '..' or empty path component"
     if problem:
-        raise UnsafeName("{} lists an unsafe file name {!r} ({}); refusing to use it"
-                         .format(source, text, problem))
+        raise UnsafeName(
+            "%s lists an unsafe file name %r (%s); refusing to use it"
+            % (source, text, problem))
     return text
 
 
-def multi_filename(name):
+def multi_filename(name: str) -> str:
     """File name for CHECKURL-MULTI, which cannot carry spaces."""
     return safe_relpath(name).replace(" ", "_")

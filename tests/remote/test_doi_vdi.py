@@ -3,7 +3,6 @@
 import os
 
 import pytest
-
 from conftest import assert_testremote_passed, requires_annex
 
 pytestmark = requires_annex

@@ -10,14 +10,18 @@ import hashlib
 import os
 
 import pytest
-
 from conftest import assert_testremote_passed, requires_annex
 
 pytest.importorskip("irods")
 
-from datalad_hpcdata.remote import irods as irods_mod  # noqa: E402
-from datalad_hpcdata.remote.errors import HpcdataError, NotFound, VerificationError  # noqa: E402
 from servers.fake_irods import FakeSession  # noqa: E402
+
+from datalad_hpcdata.remote.errors import (  # noqa: E402
+    HpcdataError,
+    NotFound,
+    VerificationError,
+)
+from datalad_hpcdata.remote.stores import irods as irods_mod  # noqa: E402
 
 FACTORY = "servers.fake_irods:make_session"
 

@@ -6,11 +6,13 @@ import sys
 
 import pytest
 
+from datalad_hpcdata.remote.config import CONFIGS
 from datalad_hpcdata.remote.errors import NotFound
-from datalad_hpcdata.remote.httpclient import HttpClient, HttpError, retry_wait
-from datalad_hpcdata.remote.main import CONFIGS, HpcdataRemote, key_md5, key_size
+from datalad_hpcdata.remote.http import HttpClient, HttpError, retry_wait
 from datalad_hpcdata.remote.names import safe_relpath
+from datalad_hpcdata.remote.pins import key_md5, key_size
 from datalad_hpcdata.remote.protocol import HpcdataMaster
+from datalad_hpcdata.remote.remote import HpcdataRemote
 
 
 def transcript(lines, patch=None):

@@ -3,9 +3,12 @@
 import os
 import uuid
 
-import pytest
-
-from conftest import S3_KEY, S3_SECRET, assert_testremote_passed, requires_annex
+from conftest import (
+    S3_KEY,
+    S3_SECRET,
+    assert_testremote_passed,
+    requires_annex,
+)
 
 pytestmark = requires_annex
 

@@ -4,7 +4,6 @@ import hashlib
 import os
 
 import pytest
-
 from conftest import assert_testremote_passed, requires_annex
 
 pytestmark = requires_annex

@@ -16,20 +16,25 @@ Tuning through the environment (all optional):
 (socket timeout in seconds, default 60).
 """
 
+from __future__ import annotations
+
 import email.utils
-import hashlib
 import os
 import time
+from typing import Any, Callable, Mapping
 
 import requests
 
+from .entries import Checksum, ProgressFn
 from .errors import HpcdataError, NotFound, VerificationError
+from .transfer import checksum_hasher, copy_chunks, discard, hash_file
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
 CHUNK = 1 << 16
 
 
-def _env_number(name, default, kind=float):
+def _env_number(name: str, default: float,
+                kind: Callable[[str], float] = float) -> float:
     value = os.environ.get(name)
     if not value:
         return default
@@ -40,12 +45,14 @@ def _env_number(name, default, kind=float):
 
 
 class HttpError(HpcdataError):
-    def __init__(self, message, status=None):
+    def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
 
 
-def retry_wait(response, attempt, backoff, max_wait, now=None):
+def retry_wait(response: requests.Response | None, attempt: int,
+               backoff: float, max_wait: float,
+               now: float | None = None) -> float:
     """Seconds to wait before the next attempt (never negative, capped)."""
     now = time.time() if now is None else now
     wait = None
@@ -70,30 +77,12 @@ def retry_wait(response, attempt, backoff, max_wait, now=None):
     return max(0.0, min(wait, max_wait))
 
 
-def checksum_hasher(algorithm):
-    """hashlib object for a published checksum algorithm name, or None."""
-    name = (algorithm or "").lower().replace("-", "")
-    if name in ("md5", "sha1", "sha256", "sha512"):
-        return hashlib.new(name)
-    return None
-
-
-def parse_checksum(value):
-    """``"md5:abc"`` or ``"abc"`` (32 hex digits) -> ("md5", "abc")."""
-    if not value:
-        return None
-    value = str(value).strip()
-    if ":" in value:
-        algo, _, digest = value.partition(":")
-        return algo.lower(), digest.lower()
-    if len(value) == 32:
-        return "md5", value.lower()
-    return None
-
-
 class HttpClient:
-    def __init__(self, headers=None, retries=None, backoff=None, max_wait=None,
-                 timeout=None, session=None, sleep=time.sleep):
+    def __init__(self, headers: Mapping[str, str] | None = None,
+                 retries: int | None = None, backoff: float | None = None,
+                 max_wait: float | None = None, timeout: float | None = None,
+                 session: requests.Session | None = None,
+                 sleep: Callable[[float], object] = time.sleep) -> None:
         self.retries = retries if retries is not None else _env_number(
             "DATALAD_HPCDATA_HTTP_RETRIES", 5, int)
         self.backoff = backoff if backoff is not None else _env_number(
@@ -107,10 +96,13 @@ class HttpClient:
         if headers:
             self.session.headers.update(headers)
         self._sleep = sleep
-        self._json_cache = {}
+        self._json_cache: dict[str, Any] = {}
 
     # -- requests ---------------------------------------------------------
-    def request(self, method, url, headers=None, stream=False, ok=(200,)):
+    def request(self, method: str, url: str,
+                headers: Mapping[str, str] | None = None,
+                stream: bool = False,
+                ok: tuple[int, ...] = (200,)) -> requests.Response:
         """Send a request, retrying 429/5xx/connection errors (bounded).
 
         Returns the response for a status in ``ok``; raises ``NotFound`` for
@@ -125,40 +117,45 @@ class HttpClient:
                     method, url, headers=headers, stream=stream,
                     timeout=self.timeout, allow_redirects=True)
             except requests.RequestException as exc:
-                last = "cannot reach {}: {}".format(_site(url), type(exc).__name__)
+                last = "cannot reach %s: %s" % (
+                    _site(url), type(exc).__name__)
             else:
                 if response.status_code in ok:
                     return response
                 status = response.status_code
                 if status in (404, 410):
                     response.close()
-                    raise NotFound("{} {} answered HTTP {}".format(method, url, status))
+                    raise NotFound(
+                        "%s %s answered HTTP %s" % (method, url, status))
                 if status not in RETRY_STATUS:
                     response.close()
-                    raise HttpError(_status_message(method, url, response), status)
+                    raise HttpError(
+                        _status_message(method, url, response), status)
                 last = _status_message(method, url, response)
                 response.close()
             if attempt + 1 < attempts:
-                self._sleep(retry_wait(response, attempt, self.backoff, self.max_wait))
-        raise HttpError("{} (gave up after {} attempts)".format(last, attempts))
+                self._sleep(retry_wait(
+                    response, attempt, self.backoff, self.max_wait))
+        raise HttpError("%s (gave up after %s attempts)" % (last, attempts))
 
-    def get_json(self, url):
+    def get_json(self, url: str) -> Any:
         if url not in self._json_cache:
-            response = self.request("GET", url, headers={"Accept": "application/json"})
+            response = self.request(
+                "GET", url, headers={"Accept": "application/json"})
             try:
                 self._json_cache[url] = response.json()
             except ValueError:
-                raise HttpError("{} did not return JSON".format(url))
+                raise HttpError("%s did not return JSON" % url)
         return self._json_cache[url]
 
-    def head_size(self, url):
+    def head_size(self, url: str) -> int | None:
         """Content-Length of ``url`` (None if not announced)."""
-        response = self.request("HEAD", url)
-        length = response.headers.get("Content-Length")
-        return int(length) if length and length.isdigit() else None
+        return _content_length(self.request("HEAD", url))
 
     # -- downloads --------------------------------------------------------
-    def download(self, url, path, size=None, checksum=None, progress=None):
+    def download(self, url: str, path: str, size: int | None = None,
+                 checksum: Checksum | None = None,
+                 progress: ProgressFn | None = None) -> int:
         """Download ``url`` into ``path``, resuming a partial file.
 
         ``checksum`` is ``(algorithm, hexdigest)`` or None.  Raises
@@ -179,93 +176,103 @@ class HttpClient:
             if finished and (size is None or state.have >= size):
                 break
             if attempt + 1 < attempts:
-                self._sleep(retry_wait(None, attempt, self.backoff, self.max_wait))
+                self._sleep(retry_wait(
+                    None, attempt, self.backoff, self.max_wait))
         else:
             raise HttpError(
-                "transfer of {} truncated: received {} of {} bytes after {} attempts ({})"
-                .format(url, state.have, size if size is not None else "?", attempts, problem))
+                "transfer of %s truncated: received %s of %s bytes after %s "
+                "attempts (%s)" % (url, state.have,
+                                   size if size is not None else "?",
+                                   attempts, problem))
         state.verify(url)
         return state.have
 
-    def _fetch_from(self, url, state, progress):
-        headers = {"Range": "bytes={}-".format(state.have)} if state.have else None
-        response = self.request("GET", url, headers=headers, stream=True, ok=(200, 206, 416))
+    def _fetch_from(self, url: str, state: _Partial,
+                    progress: ProgressFn | None) -> bool:
+        """One ranged GET appended to ``state``; False if it ended early."""
+        headers = {"Range": "bytes=%s-" % state.have} if state.have else None
+        response = self.request("GET", url, headers=headers, stream=True,
+                                ok=(200, 206, 416))
         with response:
             if response.status_code == 416:
                 # Nothing left to send: the partial file is already complete.
                 return True
             if state.have and response.status_code == 200:
                 state.restart()  # the server ignored the range
-            expected = response.headers.get("Content-Length")
-            expected = int(expected) if expected and expected.isdigit() else None
-            got = 0
+            expected = _content_length(response)
+            start = state.have
             with open(state.path, "ab") as out:
-                for chunk in response.iter_content(CHUNK):
-                    if not chunk:
-                        continue
+                def write(chunk: bytes) -> None:
                     out.write(chunk)
                     state.update(chunk)
-                    got += len(chunk)
-                    if progress is not None:
-                        progress(state.have)
+
+                copy_chunks(filter(None, response.iter_content(CHUNK)),
+                            write, start, progress)
+            got = state.have - start
         return expected is None or got >= expected
 
 
 class _Partial:
     """A download target that may already hold a prefix of the content."""
 
-    def __init__(self, path, checksum, size):
+    def __init__(self, path: str, checksum: Checksum | None,
+                 size: int | None) -> None:
         self.path = path
         self.checksum = checksum
         self.size = size
         if checksum and checksum_hasher(checksum[0]) is None:
-            raise HpcdataError("unsupported checksum algorithm {!r}".format(checksum[0]))
+            raise HpcdataError(
+                "unsupported checksum algorithm %r" % (checksum[0],))
         self.restart(keep=True)
 
-    def restart(self, keep=False):
-        self.hasher = checksum_hasher(self.checksum[0]) if self.checksum else None
+    def restart(self, keep: bool = False) -> None:
+        """Start over (``keep``: keep and hash what the file holds)."""
+        self.hasher = (checksum_hasher(self.checksum[0])
+                       if self.checksum else None)
         self.have = 0
         if not keep or not os.path.exists(self.path):
-            _truncate(self.path)
+            discard(self.path)
             return
         length = os.path.getsize(self.path)
         if self.size is not None and length > self.size:
-            _truncate(self.path)
+            discard(self.path)
             return
         if self.hasher is not None and length:
-            with open(self.path, "rb") as handle:
-                for chunk in iter(lambda: handle.read(CHUNK), b""):
-                    self.hasher.update(chunk)
+            hash_file(self.hasher, self.path)
         self.have = length
 
-    def update(self, chunk):
+    def update(self, chunk: bytes) -> None:
         if self.hasher is not None:
             self.hasher.update(chunk)
         self.have += len(chunk)
 
-    def verify(self, url):
+    def verify(self, url: str) -> None:
         if self.size is not None and self.have != self.size:
-            _truncate(self.path)
+            discard(self.path)
             raise VerificationError(
-                "size mismatch for {}: expected {} bytes, received {}; the data was discarded"
-                .format(url, self.size, self.have))
-        if self.hasher is not None and self.hasher.hexdigest() != self.checksum[1]:
+                "size mismatch for %s: expected %s bytes, received %s; "
+                "the data was discarded" % (url, self.size, self.have))
+        if (self.hasher is not None
+                and self.hasher.hexdigest() != self.checksum[1]):
             got = self.hasher.hexdigest()
-            _truncate(self.path)
+            discard(self.path)
             raise VerificationError(
-                "checksum mismatch for {}: published {}:{}, downloaded data has {}; "
-                "the data was discarded".format(url, self.checksum[0], self.checksum[1], got))
+                "checksum mismatch for %s: published %s:%s, downloaded data "
+                "has %s; the data was discarded"
+                % (url, self.checksum[0], self.checksum[1], got))
 
 
-def _truncate(path):
-    with open(path, "wb"):
-        pass
+def _content_length(response: requests.Response) -> int | None:
+    length = response.headers.get("Content-Length")
+    return int(length) if length and length.isdigit() else None
 
 
-def _site(url):
+def _site(url: str) -> str:
     return url.split("/")[2] if url.count("/") >= 2 else url
 
 
-def _status_message(method, url, response):
+def _status_message(method: str, url: str,
+                    response: requests.Response) -> str:
     reason = response.reason or ""
-    return "{} {} answered HTTP {} {}".format(method, url, response.status_code, reason).strip()
+    return ("%s %s answered HTTP %s %s"
+            % (method, url, response.status_code, reason)).strip()

@@ -10,54 +10,68 @@
   under the configured Zenodo base are handled as Zenodo records.
 """
 
+from __future__ import annotations
+
 import re
+from typing import TYPE_CHECKING, Optional, Tuple
 from urllib.parse import quote
 
-from .errors import HpcdataError, NotFound
+from ..errors import HpcdataError, NotFound
+
+if TYPE_CHECKING:
+    from ..entries import Entry
+    from ..http import HttpClient
+    from .zenodo import Zenodo
 
 DEFAULT_RESOLVER = "https://doi.org"
-ZENODO_DOI = re.compile(r"^10\.5281/zenodo\.(?P<rec>\d+)(?:/(?P<key>.*))?$", re.IGNORECASE)
-ZENODO_LANDING_DOI = re.compile(r"^/doi/10\.5281/zenodo\.(?P<rec>\d+)/?$", re.IGNORECASE)
+ZENODO_DOI = re.compile(r"^10\.5281/zenodo\.(?P<rec>\d+)(?:/(?P<key>.*))?$",
+                        re.IGNORECASE)
+ZENODO_LANDING_DOI = re.compile(r"^/doi/10\.5281/zenodo\.(?P<rec>\d+)/?$",
+                                re.IGNORECASE)
 MAX_DOI_SEGMENTS = 8  # bound on prefixes tried against the handle API
 
+# ("zenodo", record id, file key or None)
+Target = Tuple[str, str, Optional[str]]
 
-def strip_scheme(url):
+
+def strip_scheme(url: str) -> str | None:
     """``doi:X`` / ``doi://X`` -> X, else None."""
     low = url.lower()
     for prefix in ("doi://", "doi:"):
         if low.startswith(prefix):
             rest = url[len(prefix):].lstrip("/")
             if not rest.startswith("10."):
-                raise HpcdataError("malformed DOI URL {!r}: a DOI starts with '10.'".format(url))
+                raise HpcdataError(
+                    "malformed DOI URL %r: a DOI starts with '10.'" % url)
             return rest
     return None
 
 
 class DoiResolver:
-    def __init__(self, http, zenodo, resolver_url=None):
+    def __init__(self, http: HttpClient, zenodo: Zenodo,
+                 resolver_url: str | None = None) -> None:
         self.http = http
         self.zenodo = zenodo
         self.base = (resolver_url or DEFAULT_RESOLVER).rstrip("/")
 
-    def claims(self, url):
-        low = url.lower()
-        return low.startswith("doi:")
+    def claims(self, url: str) -> bool:
+        return url.lower().startswith("doi:")
 
-    def target(self, url):
+    def target(self, url: str) -> Target:
         """("zenodo", record, key or None) for a DOI URL."""
         rest = strip_scheme(url)
         if rest is None:
-            raise HpcdataError("not a DOI URL: {}".format(url))
+            raise HpcdataError("not a DOI URL: %s" % url)
         match = ZENODO_DOI.match(rest)
         if match:
             return "zenodo", match.group("rec"), match.group("key") or None
         return self._via_handles(rest)
 
-    def entries(self, url):
+    def entries(self, url: str) -> list[Entry]:
         kind, record, key = self.target(url)
         return self.zenodo.entries_for(record, key)
 
-    def _via_handles(self, rest):
+    def _via_handles(self, rest: str) -> Target:
         segments = rest.split("/")
         # shortest DOI is "prefix/suffix" = 2 segments
         longest = min(len(segments), MAX_DOI_SEGMENTS)
@@ -68,10 +82,11 @@ class DoiResolver:
             if landing is None:
                 continue
             return self._dispatch(doi, landing, key)
-        raise NotFound("DOI {!r} is not registered at {}".format(rest, self.base))
+        raise NotFound("DOI %r is not registered at %s" % (rest, self.base))
 
-    def _landing(self, doi):
-        url = "{}/api/handles/{}?type=URL".format(self.base, quote(doi, safe="/"))
+    def _landing(self, doi: str) -> str | None:
+        """The URL the handle API records for ``doi``, or None."""
+        url = "%s/api/handles/%s?type=URL" % (self.base, quote(doi, safe="/"))
         try:
             reply = self.http.get_json(url)
         except NotFound:
@@ -86,7 +101,7 @@ class DoiResolver:
                     return str(landing)
         return None
 
-    def _dispatch(self, doi, landing, key):
+    def _dispatch(self, doi: str, landing: str, key: str | None) -> Target:
         parsed = self.zenodo.parse_http(landing)
         if parsed is not None:
             return "zenodo", parsed[0], key if key is not None else parsed[1]
@@ -97,5 +112,5 @@ class DoiResolver:
             if match:
                 return "zenodo", match.group("rec"), key
         raise HpcdataError(
-            "DOI {} resolves to {}, which this remote cannot fetch from "
-            "(supported: Zenodo at {})".format(doi, landing, zbase))
+            "DOI %s resolves to %s, which this remote cannot fetch from "
+            "(supported: Zenodo at %s)" % (doi, landing, zbase))
