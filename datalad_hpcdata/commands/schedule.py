@@ -8,10 +8,11 @@ from datalad.core.local.run import Run, get_command_pwds
 from datalad.distribution.dataset import datasetmethod, require_dataset
 from datalad.interface.base import Interface, build_doc, eval_results
 from datalad.interface.results import get_status_dict
-from datalad.support.constraints import EnsureBool, EnsureNone
+from datalad.support.constraints import EnsureBool, EnsureNone, EnsureStr
 from datalad.support.param import Parameter
 
 from ..dataset.handle import DatasetHandle
+from ..jobs.container import ContainerError
 from ..jobs.schedule import ACTION, ScheduleError, job_pwd, plan, schedule
 from .options import alt_dir_opt
 from .render import render_result
@@ -45,6 +46,12 @@ class SlurmSchedule(Interface):
                       "sbatch code/job.sh",
              code_py="slurm_schedule('sbatch code/job.sh', inputs=['data'], "
                      "outputs=['results'])"),
+        dict(text="Run the job script inside the container 'sim' registered "
+                  "with datalad containers-add",
+             code_cmd="datalad slurm-schedule --container sim -i data "
+                      "-o results sbatch code/job.sh",
+             code_py="slurm_schedule('sbatch code/job.sh', container='sim', "
+                     "inputs=['data'], outputs=['results'])"),
     ]
 
     result_renderer = "tailored"
@@ -76,6 +83,15 @@ class SlurmSchedule(Interface):
             overlap check cannot be turned off (overlapping outputs would
             let one job's files be committed as another's).""",
             constraints=EnsureBool() | EnsureNone()),
+        container=Parameter(
+            args=("--container",), metavar="NAME",
+            doc="""run the batch script inside the container NAME registered
+            with :command:`datalad containers-add` (needs the
+            datalad-container extension), using its call format. The
+            script's #SBATCH lines still apply; the image is an extra input
+            (retrieved now, staged with --alt-dir) and the record names the
+            container, so slurm-reschedule reuses it.""",
+            constraints=EnsureStr() | EnsureNone()),
         jobs=_run["jobs"],
     )
 
@@ -84,7 +100,8 @@ class SlurmSchedule(Interface):
     @eval_results
     def __call__(cmd=None, *, dataset=None, inputs=None, extra_inputs=None,
                  outputs=None, expand=None, assume_ready=None, message=None,
-                 dry_run=None, alt_dir=None, check_outputs=None, jobs=None):
+                 dry_run=None, alt_dir=None, check_outputs=None,
+                 container=None, jobs=None):
         ds = require_dataset(dataset, check_installed=True,
                              purpose="schedule a Slurm job")
         handle = DatasetHandle(ds)
@@ -97,8 +114,8 @@ class SlurmSchedule(Interface):
             spec = plan(handle, cmd, pwd, inputs=inputs,
                         extra_inputs=extra_inputs, outputs=outputs,
                         expand_opt=expand, message=message, alt_dir=alt_dir,
-                        assume_ready=assume_ready)
-        except ScheduleError as e:
+                        assume_ready=assume_ready, container=container)
+        except (ScheduleError, ContainerError) as e:
             yield get_status_dict(action=ACTION, ds=ds, path=ds.path,
                                   type="dataset", status="impossible",
                                   message=str(e), logger=lgr)

@@ -86,12 +86,26 @@ def restore(actions: list[Action]) -> list[str]:
     return failed
 
 
+def is_annex_pointer(full: str) -> bool:
+    """An unlocked annexed file whose content is absent (git-annex leaves
+    a small pointer file ``/annex/objects/KEY`` in its place)."""
+    try:
+        if os.path.islink(full) or os.path.getsize(full) > 1024:
+            return False
+        with open(full, "rb") as f:
+            return f.read(15) == b"/annex/objects/"
+    except OSError:
+        return False
+
+
 def missing_content(root: str, paths: list[str]) -> list[str]:
-    """Annexed files at/below `paths` whose content is not present."""
+    """Annexed files at/below `paths` whose content is not present
+    (locked: a dangling annex link; unlocked: a pointer file)."""
     need = []
     for hit in paths:
         for rel in walk_files(hit, root):
             full = os.path.join(root, rel)
-            if is_annex_link(full) and not os.path.exists(full):
+            if (is_annex_link(full) and not os.path.exists(full)) or \
+                    is_annex_pointer(full):
                 need.append(rel)
     return need

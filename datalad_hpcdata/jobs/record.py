@@ -27,6 +27,7 @@ from .. import __version__
 from ..dataset.jobstore import Job
 from ..dataset.paths import relative_to_pwd
 from ..slurm import JobInfo
+from .container import record_entry
 from .spec import JobSpec
 
 MARKER = "[DATALAD SLURM RUN]"
@@ -120,6 +121,7 @@ def normalize_record(record: dict) -> dict:
         "state": state,
         "from_peer": from_peer,
         "dsid": record.get("dsid"),
+        "container": record.get("container") or None,
     }
 
 
@@ -161,6 +163,8 @@ def build_record(dsid: str, job: Job, spec: JobSpec, info: JobInfo,
         "extension": EXTENSION,
         "extension_version": __version__,
     }
+    if spec.container:
+        rec["container"] = record_entry(spec.container)
     if info.tasks:
         rec["array"] = spec.array
         rec["array_tasks"] = {

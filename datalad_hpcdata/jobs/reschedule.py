@@ -10,6 +10,7 @@ from datalad.interface.results import get_status_dict
 
 from ..dataset.git import git, rev_parse
 from ..dataset.handle import DatasetHandle
+from .container import ContainerError
 from .record import MARKER, RecordError, normalize_record, parse_message
 from .schedule import ScheduleError, plan, schedule
 from .spec import JobSpec
@@ -111,8 +112,9 @@ def reschedule(handle: DatasetHandle, revision: str = "HEAD",
                         extra_inputs=norm["extra_inputs"],
                         outputs=norm["outputs"], message=msg,
                         chain=norm["chain"] + [sha], alt_dir=job_alt,
-                        assume_ready=assume_ready)
-        except ScheduleError as e:
+                        assume_ready=assume_ready,
+                        container=norm.get("container"))
+        except (ScheduleError, ContainerError) as e:
             yield get_status_dict(status="impossible", commit=sha,
                                   message="%s: %s" % (sha[:10], e), **res)
             continue
@@ -154,6 +156,8 @@ def _script_line(spec: JobSpec) -> str:
     argv = ["datalad", "slurm-schedule"]
     if spec.message:
         argv += ["-m", spec.message]
+    if spec.container:
+        argv += ["--container", spec.container["name"]]
     for i in spec.inputs:
         argv += ["-i", i]
     for o in spec.outputs:

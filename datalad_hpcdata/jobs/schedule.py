@@ -33,6 +33,7 @@ from ..dataset.paths import (
 from ..dataset.worktree import missing_content, prepare_outputs, restore
 from ..slurm import SlurmError
 from ..slurm.argv import is_sbatch
+from .container import with_container
 from .logs import log_patterns
 from .record import extension_tag
 from .spec import JobSpec
@@ -163,7 +164,7 @@ def _alt_root(handle: DatasetHandle, alt_dir: str | None) -> str | None:
 def plan(handle: DatasetHandle, cmd, pwd_abs: str, inputs=None,
          extra_inputs=None, outputs=None, expand_opt: str | None = None,
          message: str | None = None, chain=None, alt_dir: str | None = None,
-         assume_ready: str | None = None) -> JobSpec:
+         assume_ready: str | None = None, container=None) -> JobSpec:
     """Validate everything and return the job spec (no side effects)."""
     rel_pwd = dataset_relative_pwd(handle, pwd_abs)
     in_specs = resolve_specs(handle, inputs, pwd_abs, "input")
@@ -198,7 +199,7 @@ def plan(handle: DatasetHandle, cmd, pwd_abs: str, inputs=None,
     rec_outputs = (expanded_for_command(handle, out_specs, rel_pwd, True)
                    if exp in ("outputs", "both") else
                    [relative_to_pwd(s, rel_pwd) for s in out_specs])
-    return JobSpec(
+    spec = JobSpec(
         cmd=cmd_str, cmd_expanded=expanded, argv=argv, pwd=rel_pwd,
         inputs=rec_inputs,
         extra_inputs=[relative_to_pwd(s, rel_pwd) for s in extra_specs],
@@ -206,6 +207,8 @@ def plan(handle: DatasetHandle, cmd, pwd_abs: str, inputs=None,
         output_specs=out_specs, claims=claims, message=message,
         chain=list(chain or []), alt_dir=alt_dir or None, alt_root=alt_root,
         assume_ready=assume_ready, extension=extension_tag())
+    return with_container(handle, spec, container, pwd_abs) if container \
+        else spec
 
 
 def _assumed(assume_ready: str | None, what: str) -> bool:
@@ -318,7 +321,9 @@ def _submit(handle: DatasetHandle, spec: JobSpec, prepared: _Prepared,
     pwd_abs = os.path.join(handle.root, spec.pwd)
     row = prepared.row
     try:
-        sub = handle.backend.submit(spec.argv, cwd=pwd_abs)
+        sub = handle.backend.submit(
+            spec.argv, cwd=pwd_abs,
+            stdin=(spec.container or {}).get("batch_script"))
     except (SlurmError, OSError) as e:
         with repository_lock(handle.git_dir):
             unrestored = prepared.undo(str(e))

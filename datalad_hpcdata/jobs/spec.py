@@ -29,6 +29,8 @@ class JobSpec:
     alt_root: str | None = None       # its real absolute path
     assume_ready: str | None = None
     extension: str = ""
+    # --container: name, image, call format, extra inputs, batch script
+    container: dict | None = None
     # the submission command; not stored (re-derived from cmd when needed)
     argv: list[str] = field(default_factory=list)
     # learnt when the job was submitted

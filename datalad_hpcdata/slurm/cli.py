@@ -30,10 +30,11 @@ lgr = logging.getLogger("datalad.hpcdata.slurm.cli")
 
 
 def run(argv: list[str], timeout: float = 300, cwd: str | None = None,
-        env: dict | None = None, fixed: bool = True):
+        env: dict | None = None, fixed: bool = True,
+        input: str | None = None):
     """Run a Slurm tool (never raises for a non-zero exit)."""
     return run_command(argv, cwd=cwd, env=env, timeout=timeout,
-                       error=SlurmError, fixed=fixed)
+                       error=SlurmError, fixed=fixed, input=input)
 
 
 class CLIBackend(Backend):
@@ -43,10 +44,11 @@ class CLIBackend(Backend):
         self._cluster = None
 
     # -- submission -------------------------------------------------------
-    def submit(self, argv, cwd, env=None) -> Submission:
+    def submit(self, argv, cwd, env=None, stdin=None) -> Submission:
         argv = sbatch_argv(argv)
         # the job inherits sbatch's environment: the user's, unchanged
-        proc = run(argv, cwd=cwd, env=env, timeout=3600, fixed=False)
+        proc = run(argv, cwd=cwd, env=env, timeout=3600, fixed=False,
+                   input=stdin)
         ids = parse_job_ids(proc.stdout)
         if not ids:
             detail = (proc.stderr or proc.stdout).strip() or "no output"
