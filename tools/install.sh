@@ -16,11 +16,15 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
-# Debian packages for git and Python venvs (Slurm itself: slurm-cluster.sh)
+# Debian packages for git, Python venvs and the container tests (Slurm
+# itself: slurm-cluster.sh)
 missing=()
 command -v git >/dev/null 2>&1 || missing+=(git)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
+# slurm-schedule --container is tested with Charliecloud and a busybox image
+command -v ch-run >/dev/null 2>&1 || missing+=(charliecloud-runtime)
+dpkg -s busybox-static >/dev/null 2>&1 || missing+=(busybox-static)
 if [ ${#missing[@]} -gt 0 ]; then
     say "apt-get install ${missing[*]}"
     apt-get update -qq
