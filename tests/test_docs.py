@@ -48,6 +48,9 @@ SKIPPED = {
                        "exercised by .ci/run itself)",
     "benchmarks/README.md": "a full benchmark run takes ~15 min; the quick "
                             "mode runs in tests/test_bench_quick.py",
+    "alt-dir.md": "its example continues a dataset of the user's and "
+                  "stages to /scratch; --alt-dir itself is tested in "
+                  "tests/test_altdir*.py",
     "remote/zenodo.md": "see remote/index.md",
     "remote/doi.md": "see remote/index.md",
     "remote/vdi.md": "see remote/index.md",
