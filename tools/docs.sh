@@ -8,8 +8,13 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 out=${1:-$here/docs/_build/html}
-python=${PYTHON:-python3}
-if [ -n "${HPCDATA_VENV:-}" ]; then python=$HPCDATA_VENV/bin/python; fi
+# the Python with the docs extra: $PYTHON, else the venv tools/install.sh
+# made ($HPCDATA_VENV or .venv), else python3
+venv=${HPCDATA_VENV:-$here/.venv}
+python=${PYTHON:-}
+if [ -z "$python" ]; then
+    if [ -x "$venv/bin/python" ]; then python=$venv/bin/python; else python=python3; fi
+fi
 cd "$here"
 # -E: read every page again (no stale environment); -n: nitpicky refs
 "$python" -m sphinx -W --keep-going -E -n -q -b html docs "$out"
