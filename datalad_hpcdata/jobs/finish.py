@@ -11,12 +11,14 @@ import time
 
 from datalad.interface.results import get_status_dict
 
-from ..dataset.git import is_ancestor
+from .. import faults
 from ..dataset.handle import DatasetHandle
 from ..dataset.jobstore import Job
+from ..dataset.lock import repository_lock
 from ..slurm import JobInfo, SlurmError
 from ..slurm.states import ACTIVE, COMPLETED, FAILED, UNKNOWN
-from .commit import Finished, commit_finished
+from . import submissions
+from .commit import Finished, close_pending, commit_finished
 from .results import FINISH, job_result, lgr
 from .spec import JobSpec
 
@@ -43,19 +45,42 @@ def array_size(spec: str | None) -> int | None:
 
 
 def recover_pending(handle: DatasetHandle, jobs: list[Job]) -> dict:
-    """Jobs whose commit was made by an interrupted run: close them."""
-    done = {}
-    for job in jobs:
-        if not job.pending_commit:
-            continue
-        if is_ancestor(handle.root, job.pending_commit):
-            done[job.row] = job.pending_commit
+    """Jobs whose commit was made by an interrupted run: close them (under
+    the repository lock, on the rows as they are now)."""
+    pending = [j for j in jobs if j.pending_commit]
+    if not pending:
+        return {}
+    with repository_lock(handle.git_dir):
+        return close_pending(handle, [handle.store.get(j.row)
+                                      for j in pending])
+
+
+def submitting(handle: DatasetHandle, jobs: list[Job], force: bool,
+               list_only: bool):
+    """Rows still being submitted: adopt or release interrupted ones.
+
+    Yields result records; returns the adopted jobs (now open)."""
+    adopted = []
+    outcomes = ([(j, "working", submissions.describe(j)) for j in jobs]
+                if list_only else submissions.resolve(handle, jobs, force))
+    for job, outcome, text in outcomes:
+        if outcome == "adopted":
+            adopted.append(job)
+            yield job_result(handle, job, status="ok", state="SUBMITTED",
+                             message=text)
+        elif outcome == "released":
+            yield job_result(handle, job, status="ok", state="RELEASED",
+                             message=text)
+        elif outcome == "working":
+            yield job_result(handle, job, status="notneeded",
+                             state="SUBMITTING", message="being submitted: "
+                             "%s" % text)
         else:
-            handle.store.clear_pending_commit(job.row)
-            job.pending_commit = None
-    if done:
-        handle.store.mark_committed(done)
-    return done
+            yield job_result(
+                handle, job, status="error", state="SUBMITTING",
+                message="%s: %s; kept (--close-failed-jobs releases it)"
+                % (submissions.describe(job), text))
+    return adopted
 
 
 def _dataset_result(handle: DatasetHandle, **kw) -> dict:
@@ -85,14 +110,11 @@ def finish(handle: DatasetHandle, job_ids=None, message: str | None = None,
     if wanted is not None:
         yield from _not_open(handle, wanted, open_jobs)
     # submissions in progress or interrupted
-    live = []
-    for job in open_jobs:
-        if job.status == "submitting":
-            yield job_result(handle, job, status="notneeded",
-                             state="SUBMITTING",
-                             message="being submitted by pid %s" % job.pid)
-        else:
-            live.append(job)
+    live = [j for j in open_jobs if j.status == "open"]
+    pending = [j for j in open_jobs if j.status == "submitting"]
+    if pending:
+        live += yield from submitting(handle, pending, close_failed,
+                                      list_only)
     if not live:
         if not list_only and wanted is None:
             yield _dataset_result(handle, status="notneeded",
@@ -114,6 +136,7 @@ def finish(handle: DatasetHandle, job_ids=None, message: str | None = None,
             yield job_result(handle, job, status="error",
                              message="cannot ask Slurm: %s" % e)
         return
+    faults.point("finish:state-query")
     store.update_slurm({j.row: infos[j.job_id].as_dict()
                         for j in live if j.job_id in infos})
     if list_only:
@@ -161,6 +184,12 @@ def _decide(handle: DatasetHandle, job: Job, spec: JobSpec,
                           message=("array job %s: %d of %d tasks known to "
                                    "Slurm yet", job.job_id, len(info.tasks),
                                    expected))
+    if info is None and handle.backend.accounting_error:
+        return job_result(handle, job, status="notneeded", state="UNKNOWN",
+                          message=("job %s: state not known yet (Slurm "
+                                   "accounting is not answering: %s); kept "
+                                   "open", job.job_id,
+                                   handle.backend.accounting_error))
     if klass == UNKNOWN and now - (job.submit_time or now) < UNKNOWN_GRACE:
         return job_result(handle, job, status="notneeded", state="UNKNOWN",
                           message="not yet visible to Slurm; try again "
@@ -177,7 +206,11 @@ def _decide(handle: DatasetHandle, job: Job, spec: JobSpec,
     if commit_failed and info is not None:
         return None
     if close_failed or (commit_failed and info is None):
-        handle.store.abandon(job.row, "closed as %s by slurm-finish" % state)
+        if not handle.store.abandon(job.row, "closed as %s by slurm-finish"
+                                    % state):
+            return job_result(handle, job, status="notneeded", state=state,
+                              message=("job %s was closed or committed by "
+                                       "another command", job.job_id))
         return job_result(handle, job, status="ok", state=state,
                           exit_code=exit_code,
                           message=("closed job %s (%s); outputs left "
