@@ -59,6 +59,8 @@ def records(proc) -> list[dict]:
 def store_rows(ds_path) -> list[tuple]:
     """(row, status, job_id, pid) of every job, read without the package."""
     db = find_git_dir(str(ds_path)) / "datalad-hpcdata" / "jobs.sqlite"
+    if not db.exists():
+        return []
     con = sqlite3.connect(str(db))
     try:
         return con.execute("SELECT row, status, job_id, pid FROM jobs "
@@ -69,6 +71,8 @@ def store_rows(ds_path) -> list[tuple]:
 
 def store_claims(ds_path) -> list[tuple]:
     db = find_git_dir(str(ds_path)) / "datalad-hpcdata" / "jobs.sqlite"
+    if not db.exists():
+        return []
     con = sqlite3.connect(str(db))
     try:
         return con.execute("SELECT c.path, j.status FROM claims c JOIN jobs "

@@ -103,7 +103,6 @@ class Job:
     def label(self) -> str:
         return self.job_id if self.job_id else "(row %d)" % self.row
 
-
 def _job(r) -> Job:
     d = dict(r)
     d["spec"] = json.loads(d["spec"])
@@ -246,7 +245,7 @@ class JobStore:
                             "VALUES (?, ?)", [(p, row) for p in paths])
             return row
 
-    def _update_spec(self, con, row: int, update: dict) -> None:
+    def _update_spec(self, con, row: int, update: dict):
         spec = json.loads(con.execute(
             "SELECT spec FROM jobs WHERE row = ?", (row,)).fetchone()[0])
         spec.update(update)
@@ -277,9 +276,8 @@ class JobStore:
             return True
 
     def interrupted(self, row: int, reason: str) -> None:
-        """The submitting process gives up on a submission whose job may
-        exist: the row stays claimed, without a pid, for the next command
-        to resolve."""
+        """Give up on a submission whose job may exist: the row stays
+        claimed, without a pid, for the next command to resolve."""
         with self.transaction() as con:
             con.execute("UPDATE jobs SET pid = NULL, reason = ? WHERE row = ? "
                         "AND status = 'submitting'", (reason, row))
@@ -360,10 +358,27 @@ class JobStore:
             con.execute("UPDATE jobs SET pending_commit = NULL WHERE row = ?",
                         (row,))
 
-    def mark_committed(self, shas: dict[int, str]):
+    def mark_committed(self, shas: dict[int, str], cleanup=()):
+        """Close the jobs as committed; note rows in `cleanup` (alt-dir
+        jobs with staged files to remove) in the same transaction."""
         with self.transaction() as con:
             for row, sha in shas.items():
                 self._close(con, row, "committed", commit=sha)
+            con.executemany("INSERT OR REPLACE INTO meta (key, value) "
+                            "VALUES (?, '')",
+                            [("cleanup:%d" % r,) for r in cleanup])
+
+    def cleanups(self) -> list[int]:
+        """Committed jobs whose staged files are still to be removed."""
+        with self.session() as con:
+            return [int(r[0].split(":", 1)[1]) for r in con.execute(
+                "SELECT key FROM meta WHERE key >= 'cleanup:' AND "
+                "key < 'cleanup;'")]
+
+    def cleanup_done(self, row: int) -> None:
+        with self.transaction() as con:
+            con.execute("DELETE FROM meta WHERE key = ?",
+                        ("cleanup:%d" % row,))
 
     def abandon(self, row: int, reason: str) -> bool:
         """Close an open job without a commit; False if it was not open."""

@@ -44,7 +44,6 @@ from ..dataset.git import (
     commit_tree,
     git,
     head_tree,
-    is_ancestor,
     ls_files_stage,
     ls_tree,
     rev_parse,
@@ -57,6 +56,7 @@ from ..dataset.paths import ancestors, claim_path, expand, has_glob, walk_files
 from ..slurm import JobInfo
 from .logs import job_logs
 from .record import build_record, format_message
+from .recovery import close_pending
 from .results import job_result
 from .spec import JobSpec
 
@@ -208,7 +208,8 @@ def commit_finished(handle: DatasetHandle, finished: list[Finished],
                 continue
             item.job = now
             still_open.append(item)
-        done = close_pending(handle, [i.job for i in still_open])
+        done = close_pending(handle, [i.job for i in still_open],
+                             keep_alt_dir)
         ready = []
         for item in still_open:
             if item.job.row in done:
@@ -229,23 +230,6 @@ def commit_finished(handle: DatasetHandle, finished: list[Finished],
             ready.append(item)
         if ready:
             yield from _commit_locked(handle, ready, message, keep_alt_dir)
-
-
-def close_pending(handle: DatasetHandle, jobs: list[Job]) -> dict:
-    """Close jobs whose commit an interrupted run published; forget the
-    pending commits it did not.  Call under the repository lock."""
-    done = {}
-    for job in jobs:
-        if job is None or job.status != "open" or not job.pending_commit:
-            continue
-        if is_ancestor(handle.root, job.pending_commit):
-            done[job.row] = job.pending_commit
-        else:
-            handle.store.clear_pending_commit(job.row)
-            job.pending_commit = None
-    if done:
-        handle.store.mark_committed(done)
-    return done
 
 
 def _not_open(handle: DatasetHandle, job: Job, now: Job | None) -> dict:
@@ -303,8 +287,10 @@ def _commit_locked(handle: DatasetHandle, ready: list[Finished],
         log_progress(lgr.debug, pid, "", update=1, increment=True,
                      noninteractive_level=5)
 
+    cleanup = [] if keep_alt_dir else [
+        i.job.row for i in ready if i.spec.alt_root]
     try:
-        error = _publish(handle, commits, tick)
+        error = _publish(handle, commits, tick, cleanup)
     finally:
         log_progress(lgr.debug, pid, "Committed %d jobs", len(commits),
                      noninteractive_level=5)
@@ -318,7 +304,7 @@ def _commit_locked(handle: DatasetHandle, ready: list[Finished],
 
 
 def _publish(handle: DatasetHandle, commits: list[JobCommit],
-             on_commit) -> Exception | None:
+             on_commit, cleanup: list[int]) -> Exception | None:
     """Build the commits, note them, move HEAD once, close the jobs.
 
     Returns the error that stopped it (nothing was published then)."""
@@ -347,7 +333,7 @@ def _publish(handle: DatasetHandle, commits: list[JobCommit],
         if isinstance(e, (GitError, OSError)):
             return e
         raise
-    store.mark_committed({c.key: c.commit for c in commits})
+    store.mark_committed({c.key: c.commit for c in commits}, cleanup)
     faults.point("finish:store-update")
     return None
 
@@ -364,6 +350,7 @@ def _committed(handle: DatasetHandle, item: Finished, c: JobCommit,
         if not keep_alt_dir:
             from . import staging
             staging.unstage(handle, item.spec, job.row, c.extra_files)
+            handle.store.cleanup_done(job.row)
             faults.point("finish:cleanup")
     return job_result(
         handle, job, status="ok", state=info.state,
@@ -373,3 +360,4 @@ def _committed(handle: DatasetHandle, item: Finished, c: JobCommit,
                  c.commit[:10], "; not committed (ignored?): %s"
                  % ", ".join(c.skipped) if c.skipped else ""),
         **extra)
+

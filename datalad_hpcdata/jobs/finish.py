@@ -18,7 +18,8 @@ from ..dataset.lock import repository_lock
 from ..slurm import JobInfo, SlurmError
 from ..slurm.states import ACTIVE, COMPLETED, FAILED, UNKNOWN
 from . import submissions
-from .commit import Finished, close_pending, commit_finished
+from .commit import Finished, commit_finished
+from .recovery import clean_staged, close_pending
 from .results import FINISH, job_result, lgr
 from .spec import JobSpec
 
@@ -105,6 +106,8 @@ def finish(handle: DatasetHandle, job_ids=None, message: str | None = None,
            close_failed: bool = False, commit_failed: bool = False,
            list_only: bool = False, keep_alt_dir: bool = False, jobs=None):
     store = handle.store
+    if not list_only:
+        clean_staged(handle)
     wanted = [str(j) for j in job_ids] if job_ids else None
     open_jobs = store.jobs(("submitting", "open"), job_ids=wanted)
     if wanted is not None:
