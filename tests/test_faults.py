@@ -327,3 +327,27 @@ def test_dataset_path_with_glob_characters(tmp_path, slurm):
     assert Path(root, "out put.txt").read_text() == "x\n"
     assert status(root) == ""
     no_leftovers(root)
+
+
+def test_other_hosts_submission_listed_then_closed(ds):
+    """A 'being submitted' row of a process on another host is reported
+    (it may be alive) and --close-failed-jobs resolves it."""
+    from datalad_hpcdata.dataset.handle import DatasetHandle
+    store = DatasetHandle(dl.Dataset(str(ds))).store
+    row = store.claim(["p.dat"], {"cmd": "sbatch x", "output_specs":
+                                  ["p.dat"], "pwd": ".",
+                                  "submit_token": "datalad-hpcdata:none"},
+                      None)
+    store.con.execute("UPDATE jobs SET host = 'login9', pid = 4242 "
+                      "WHERE row = ?", (row,))
+    listed = one(records(cli(ds, "slurm-finish", "--list-open-jobs")),
+                 state="SUBMITTING")
+    assert "pid 4242 on login9" in text(listed)
+    kept = one(records(cli(ds, "slurm-finish")), state="SUBMITTING")
+    assert kept["status"] == "notneeded"
+    assert store_claims(ds) == [("p.dat", "submitting")]
+    closed = one(records(cli(ds, "slurm-finish", "--close-failed-jobs")),
+                 state="RELEASED")
+    assert closed["status"] == "ok" and "closed by the user" in text(closed)
+    assert store_claims(ds) == [] and status(ds) == ""
+    no_leftovers(ds)

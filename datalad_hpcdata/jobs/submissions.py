@@ -73,8 +73,11 @@ def actions_of(spec: dict) -> list[Action]:
 
 
 def note_prepared(handle: DatasetHandle, row: int, actions) -> None:
-    """Keep the undo log with the row, for whoever releases the claim."""
-    handle.store.update_spec(row, {"prepared": [asdict(a) for a in actions]})
+    """Keep the undo log with the row, for whoever releases the claim
+    (nothing to write when nothing was changed)."""
+    if actions:
+        handle.store.update_spec(row, {"prepared": [asdict(a)
+                                                    for a in actions]})
 
 
 def record_submission(handle: DatasetHandle, row: int, spec: JobSpec,
