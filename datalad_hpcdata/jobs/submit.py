@@ -32,7 +32,10 @@ def submit(handle: DatasetHandle, spec: JobSpec,
     argv = submissions.with_token(spec.argv, prepared.token)
     try:
         faults.point("schedule:submit")
-        sub = handle.backend.submit(argv, cwd=pwd_abs)
+        # a --container job's generated batch script goes on sbatch's stdin
+        script = (getattr(spec, "container", None) or {}).get("batch_script")
+        sub = handle.backend.submit(argv, cwd=pwd_abs,
+                                    **({"stdin": script} if script else {}))
         faults.point("schedule:submitted")
     except BaseException as e:
         return _failed_submission(handle, spec, prepared, e)
