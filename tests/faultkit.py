@@ -164,6 +164,15 @@ def wait_cluster(timeout=90.0) -> None:
                        % timeout)
 
 
+def text(res) -> str:
+    """A result's message as a string ((fmt, *args) from the Python API, a
+    list from JSON)."""
+    msg = res.get("message")
+    if isinstance(msg, (list, tuple)):
+        return msg[0] % tuple(msg[1:])
+    return msg or ""
+
+
 def finish_until(ds_path, job_ids, timeout=60.0, **env):
     """slurm-finish (command line) until none of `job_ids` is still
     reported as not done yet; returns the last records."""

@@ -56,7 +56,7 @@ from ..dataset.paths import ancestors, claim_path, expand, has_glob, walk_files
 from ..slurm import JobInfo
 from .logs import job_logs
 from .record import build_record, format_message
-from .recovery import close_pending
+from .recovery import clean_staged, close_pending
 from .results import job_result
 from .spec import JobSpec
 
@@ -210,6 +210,8 @@ def commit_finished(handle: DatasetHandle, finished: list[Finished],
             still_open.append(item)
         done = close_pending(handle, [i.job for i in still_open],
                              keep_alt_dir)
+        if done:
+            clean_staged(handle)
         ready = []
         for item in still_open:
             if item.job.row in done:

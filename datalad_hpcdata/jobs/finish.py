@@ -45,15 +45,19 @@ def array_size(spec: str | None) -> int | None:
     return total
 
 
-def recover_pending(handle: DatasetHandle, jobs: list[Job]) -> dict:
+def recover_pending(handle: DatasetHandle, jobs: list[Job],
+                    keep_alt_dir: bool = False) -> dict:
     """Jobs whose commit was made by an interrupted run: close them (under
     the repository lock, on the rows as they are now)."""
     pending = [j for j in jobs if j.pending_commit]
     if not pending:
         return {}
     with repository_lock(handle.git_dir):
-        return close_pending(handle, [handle.store.get(j.row)
-                                      for j in pending])
+        done = close_pending(handle, [handle.store.get(j.row)
+                                      for j in pending], keep_alt_dir)
+    if done:
+        clean_staged(handle)
+    return done
 
 
 def submitting(handle: DatasetHandle, jobs: list[Job], force: bool,
@@ -124,7 +128,7 @@ def finish(handle: DatasetHandle, job_ids=None, message: str | None = None,
                                   message="no open jobs")
         return
     if not list_only:
-        recovered = recover_pending(handle, live)
+        recovered = recover_pending(handle, live, keep_alt_dir)
         for job in live:
             if job.row in recovered:
                 yield job_result(
