@@ -25,11 +25,12 @@ PKG = REPO / "datalad_hpcdata"
 # part -> parts it may import (besides itself)
 ALLOWED = {
     "commands": {"jobs", "dataset", "runner", "__init__"},
-    "jobs": {"altdir", "dataset", "slurm", "runner", "__init__"},
+    "jobs": {"altdir", "dataset", "slurm", "runner", "faults", "__init__"},
     "altdir": {"dataset"},
     "dataset": {"slurm", "runner"},
     "slurm": {"runner"},
     "runner": set(),
+    "faults": set(),
     "remote": set(),
     "__init__": set(),
 }

@@ -4,6 +4,9 @@
 #   tools/slurm-cluster.sh up       install (if needed), configure and start; no-op if already up
 #   tools/slurm-cluster.sh down     cancel all jobs, stop the daemons this script started
 #   tools/slurm-cluster.sh status   show daemon state and sinfo; exit 0 only if usable
+#   tools/slurm-cluster.sh stop-daemon NAME    stop one daemon this script started (by its recorded PID)
+#   tools/slurm-cluster.sh start-daemon NAME   start it again and wait until it answers
+#                                   (NAME: slurmctld or slurmdbd; for outage tests)
 #
 # Environment:
 #   HPCDATA_SLURM_ACCOUNTING=1|0   MariaDB + slurmdbd so that sacct works (default 1)
@@ -592,9 +595,44 @@ cmd_status() {
     return $ok
 }
 
+# stop-daemon/start-daemon: one daemon down for an outage test, by the PID
+# this script recorded (never by name); configuration is not touched
+check_daemon_name() {
+    case ${1:-} in
+        slurmctld|slurmdbd) ;;
+        *) die "usage: $0 stop-daemon|start-daemon slurmctld|slurmdbd" ;;
+    esac
+}
+
+cmd_stop_daemon() {
+    [[ $(id -u) == 0 ]] || die "must run as root"
+    check_daemon_name "${1:-}"
+    lock
+    ours "$1" >/dev/null || die "$1 is not running as a daemon started by this script; not stopping it"
+    stop "$1" 30
+    say "$1 stopped"
+}
+
+cmd_start_daemon() {
+    [[ $(id -u) == 0 ]] || die "must run as root"
+    check_daemon_name "${1:-}"
+    lock
+    if ours "$1" >/dev/null; then
+        say "$1 already runs"
+        return 0
+    fi
+    case $1 in
+        slurmdbd) launch slurmdbd dbd_ok "slurmdbd to answer sacctmgr" ;;
+        slurmctld) launch slurmctld ctld_ok "slurmctld to answer 'scontrol ping'"
+                   wait_node "$(node_name)" ;;
+    esac
+}
+
 case ${1:-} in
     up) cmd_up ;;
     down) cmd_down ;;
     status) cmd_status ;;
-    *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+    stop-daemon) cmd_stop_daemon "${2:-}" ;;
+    start-daemon) cmd_start_daemon "${2:-}" ;;
+    *) echo "usage: $0 up|down|status|stop-daemon NAME|start-daemon NAME" >&2; exit 2 ;;
 esac

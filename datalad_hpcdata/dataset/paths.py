@@ -107,14 +107,25 @@ def canonical_spec(spec: str, root: str, pwd: str) -> str:
     """Canonicalise a path that may contain glob characters.
 
     The literal leading part is canonicalised (so symlinks and ``..`` are
-    resolved there), the wildcard part is normalised lexically.
+    resolved there), the wildcard part is normalised lexically.  Glob
+    characters in `pwd` or in the dataset's own path are literal.
     """
     if not has_glob(spec):
         return canonical(spec, root, pwd)
-    full = spec if os.path.isabs(spec) else os.path.join(pwd, spec)
-    parts = Path(full).as_posix().split("/")
+    top, rel = pwd, spec
+    if os.path.isabs(spec):
+        top, rel = "/", spec
+        for lit in (pwd, root):
+            lit = lit.rstrip("/")
+            if spec.startswith(lit + "/"):
+                top, rel = lit, spec[len(lit) + 1:]
+                break
+    if not has_glob(rel):
+        return canonical(os.path.join(top, rel), root, pwd)
+    parts = Path(rel).as_posix().split("/")
     idx = next(i for i, p in enumerate(parts) if has_glob(p))
-    base = _relative("/".join(parts[:idx]) or "/", root, pwd, directory=True)
+    base = _relative(os.path.join(top, *parts[:idx]), root, pwd,
+                     directory=True)
     rest = "/".join(p for p in parts[idx:] if p not in ("", "."))
     if ".." in rest.split("/"):
         raise PathError("%r: '..' after a wildcard is not supported" % spec)

@@ -16,10 +16,14 @@ Steps (all under the repository lock):
 4. note the intended commits in the job store, move HEAD once with a
    compare-and-swap ``update-ref``, then mark the jobs committed.
 
-A crash anywhere leaves either the old HEAD (the jobs stay open and are
-committed by the next run) or the new HEAD with the jobs' pending commits
-noted (the next run sees they are ancestors of HEAD and closes them):
-every completed job ends with exactly one commit.
+Before step 0 every job's row is read again under the lock: a job another
+``slurm-finish`` committed (or closed) meanwhile is reported ``notneeded``
+with its commit, never committed twice.  A crash anywhere leaves either the
+old HEAD (the jobs stay open and are committed by the next run) or the new
+HEAD with the jobs' pending commits noted (the next run sees they are
+ancestors of HEAD and closes them): every completed job ends with exactly
+one commit.  If publishing fails (``update-ref`` refused, a git error,
+Ctrl-C) the real index gets back the entries it had for these paths.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from dataclasses import dataclass, field
 
 from datalad.log import log_progress
 
+from .. import faults
 from ..dataset.git import (
     ZERO,
     GitError,
@@ -51,6 +56,7 @@ from ..dataset.paths import ancestors, claim_path, expand, has_glob, walk_files
 from ..slurm import JobInfo
 from .logs import job_logs
 from .record import build_record, format_message
+from .recovery import clean_staged, close_pending
 from .results import job_result
 from .spec import JobSpec
 
@@ -96,11 +102,31 @@ def _declared(path: str, specs: list[str]) -> bool:
     return False
 
 
+def index_entries(entries: dict, paths: list[str]) -> str:
+    """``--index-info`` input that sets `paths` to `entries` (path ->
+    (mode, sha)); paths without an entry are removed from the index."""
+    return "".join("%s %s\t%s\0" % (entries[p][0], entries[p][1], p)
+                   if p in entries else "0 %s\t%s\0" % (ZERO, p)
+                   for p in paths)
+
+
+def restore_index(root: str, undo: list[str]) -> None:
+    """Give the real index back the entries noted by :func:`stage`."""
+    for info in reversed(undo):
+        if info:
+            git(root, "update-index", "-z", "--index-info", input=info)
+    undo.clear()
+
+
 def stage(root: str, files: list[str], deleted: list[str], annex: bool,
-          scratch_index: str) -> dict:
+          scratch_index: str, undo: list | None = None) -> dict:
     """Stage present files (annex or git) and deletions in the index.
 
-    Returns path -> (mode, sha) of the staged files."""
+    Returns path -> (mode, sha) of the staged files; `undo` gets what
+    restores the real index's previous entries for these paths."""
+    if undo is not None and (files or deleted):
+        paths = sorted(set(files) | set(deleted))
+        undo.append(index_entries(ls_files_stage(root, paths), paths))
     staged = {}
     if files and annex:
         staged = annex_add(root, files, scratch_index)
@@ -118,8 +144,8 @@ def stage(root: str, files: list[str], deleted: list[str], annex: bool,
 
 
 def build_commits(root: str, head: str | None, jobs: list[JobCommit],
-                  annex: bool, scratch_index: str,
-                  on_commit=None) -> str | None:
+                  annex: bool, scratch_index: str, on_commit=None,
+                  index_undo: list | None = None) -> str | None:
     """Stage and create one commit per job (no ref moves). Return the tip."""
     if not jobs:
         return head
@@ -129,7 +155,8 @@ def build_commits(root: str, head: str | None, jobs: list[JobCommit],
         collect(root, job, tracked)
     files = sorted({f for j in jobs for f in j.files})
     deleted = sorted({f for j in jobs for f in j.deleted})
-    staged = stage(root, files, deleted, annex, scratch_index)
+    staged = stage(root, files, deleted, annex, scratch_index, index_undo)
+    faults.point("finish:annex-add")
     tip = head
     tree = head_tree(root, head)
     with TreeEditor(root) as editor:
@@ -145,8 +172,10 @@ def build_commits(root: str, head: str | None, jobs: list[JobCommit],
             tree = editor.apply(tree, changes) if changes else tree
             if tree is None:
                 tree = editor.write_tree({})
+            faults.point("finish:tree-build")
             job.commit = commit_tree(root, tree, [tip] if tip else [],
                                      job.message)
+            faults.point("finish:commit")
             tip = job.commit
             if on_commit is not None:
                 on_commit(job)
@@ -166,20 +195,55 @@ class Finished:
 def commit_finished(handle: DatasetHandle, finished: list[Finished],
                     message: str | None, keep_alt_dir: bool = False,
                     jobs=None):
-    """Commit the jobs, one commit each, under the repository lock."""
-    with repository_lock(handle.git_dir):
-        ready = []
+    """Commit the jobs, one commit each, under the repository lock.
+
+    Only jobs whose row is still open (read again under the lock) are
+    committed; the others are reported, not committed again."""
+    with repository_lock(handle.git_dir, command="slurm-finish"):
+        still_open = []
         for item in finished:
+            now = handle.store.get(item.job.row)
+            if now is None or now.status != "open":
+                yield _not_open(handle, item.job, now)
+                continue
+            item.job = now
+            still_open.append(item)
+        done = close_pending(handle, [i.job for i in still_open],
+                             keep_alt_dir)
+        if done:
+            clean_staged(handle)
+        ready = []
+        for item in still_open:
+            if item.job.row in done:
+                yield job_result(
+                    handle, item.job, status="ok", state=item.info.state,
+                    commit=done[item.job.row],
+                    message="committed by an interrupted earlier run")
+                continue
             item.logs = job_logs(handle.root, item.spec, item.job.job_id,
                                  item.info)
             if item.spec.alt_root:
+                faults.point("finish:copy-back")
                 failure = _copy_back(handle, item, jobs)
                 if failure is not None:
                     yield failure
                     continue
+                faults.point("finish:copied-back")
             ready.append(item)
         if ready:
             yield from _commit_locked(handle, ready, message, keep_alt_dir)
+
+
+def _not_open(handle: DatasetHandle, job: Job, now: Job | None) -> dict:
+    """A job another command committed or closed meanwhile."""
+    if now is not None and now.status == "committed":
+        return job_result(handle, now, status="notneeded",
+                          commit=now.commit_sha, state="COMPLETED",
+                          message=("job %s was already committed as %s",
+                                   now.job_id, (now.commit_sha or "")[:10]))
+    return job_result(handle, job, status="notneeded",
+                      message=("job %s is %s now", job.job_id,
+                               now.status if now else "gone"))
 
 
 def _copy_back(handle: DatasetHandle, item: Finished, jobs) -> dict | None:
@@ -225,8 +289,10 @@ def _commit_locked(handle: DatasetHandle, ready: list[Finished],
         log_progress(lgr.debug, pid, "", update=1, increment=True,
                      noninteractive_level=5)
 
+    cleanup = [] if keep_alt_dir else [
+        i.job.row for i in ready if i.spec.alt_root]
     try:
-        error = _publish(handle, commits, tick)
+        error = _publish(handle, commits, tick, cleanup)
     finally:
         log_progress(lgr.debug, pid, "Committed %d jobs", len(commits),
                      noninteractive_level=5)
@@ -240,24 +306,37 @@ def _commit_locked(handle: DatasetHandle, ready: list[Finished],
 
 
 def _publish(handle: DatasetHandle, commits: list[JobCommit],
-             on_commit) -> Exception | None:
+             on_commit, cleanup: list[int]) -> Exception | None:
     """Build the commits, note them, move HEAD once, close the jobs.
 
     Returns the error that stopped it (nothing was published then)."""
     store = handle.store
     head = rev_parse(handle.root, "HEAD")
+    undo = []
+    published = False
+    tip = None
     try:
         tip = build_commits(handle.root, head, commits, handle.annex,
                             str(handle.state_dir / "finish.index"),
-                            on_commit=on_commit)
+                            on_commit=on_commit, index_undo=undo)
         store.set_pending_commits({c.key: c.commit for c in commits})
+        faults.point("finish:pending")
         update_ref(handle.root, tip, head,
                    "datalad slurm-finish: %d job(s)" % len(commits))
-    except (GitError, OSError) as e:
+        published = True
+        faults.point("finish:ref-update")
+    except BaseException as e:
+        # did HEAD move before the error (e.g. interrupted in update-ref)?
+        if published or (tip and rev_parse(handle.root, "HEAD") == tip):
+            raise       # the next run closes the jobs (pending commits)
+        restore_index(handle.root, undo)
         for c in commits:
             store.clear_pending_commit(c.key)
-        return e
-    store.mark_committed({c.key: c.commit for c in commits})
+        if isinstance(e, (GitError, OSError)):
+            return e
+        raise
+    store.mark_committed({c.key: c.commit for c in commits}, cleanup)
+    faults.point("finish:store-update")
     return None
 
 
@@ -273,6 +352,8 @@ def _committed(handle: DatasetHandle, item: Finished, c: JobCommit,
         if not keep_alt_dir:
             from . import staging
             staging.unstage(handle, item.spec, job.row, c.extra_files)
+            handle.store.cleanup_done(job.row)
+            faults.point("finish:cleanup")
     return job_result(
         handle, job, status="ok", state=info.state,
         exit_code=info.exit_code, commit=c.commit, files=len(c.files),
@@ -281,3 +362,4 @@ def _committed(handle: DatasetHandle, item: Finished, c: JobCommit,
                  c.commit[:10], "; not committed (ignored?): %s"
                  % ", ".join(c.skipped) if c.skipped else ""),
         **extra)
+

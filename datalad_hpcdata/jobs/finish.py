@@ -11,12 +11,15 @@ import time
 
 from datalad.interface.results import get_status_dict
 
-from ..dataset.git import is_ancestor
+from .. import faults
 from ..dataset.handle import DatasetHandle
 from ..dataset.jobstore import Job
+from ..dataset.lock import repository_lock
 from ..slurm import JobInfo, SlurmError
 from ..slurm.states import ACTIVE, COMPLETED, FAILED, UNKNOWN
+from . import submissions
 from .commit import Finished, commit_finished
+from .recovery import clean_staged, close_pending
 from .results import FINISH, job_result, lgr
 from .spec import JobSpec
 
@@ -42,20 +45,47 @@ def array_size(spec: str | None) -> int | None:
     return total
 
 
-def recover_pending(handle: DatasetHandle, jobs: list[Job]) -> dict:
-    """Jobs whose commit was made by an interrupted run: close them."""
-    done = {}
-    for job in jobs:
-        if not job.pending_commit:
-            continue
-        if is_ancestor(handle.root, job.pending_commit):
-            done[job.row] = job.pending_commit
-        else:
-            handle.store.clear_pending_commit(job.row)
-            job.pending_commit = None
+def recover_pending(handle: DatasetHandle, jobs: list[Job],
+                    keep_alt_dir: bool = False) -> dict:
+    """Jobs whose commit was made by an interrupted run: close them (under
+    the repository lock, on the rows as they are now)."""
+    pending = [j for j in jobs if j.pending_commit]
+    if not pending:
+        return {}
+    with repository_lock(handle.git_dir):
+        done = close_pending(handle, [handle.store.get(j.row)
+                                      for j in pending], keep_alt_dir)
     if done:
-        handle.store.mark_committed(done)
+        clean_staged(handle)
     return done
+
+
+def submitting(handle: DatasetHandle, jobs: list[Job], force: bool,
+               list_only: bool):
+    """Rows still being submitted: adopt or release interrupted ones.
+
+    Yields result records; returns the adopted jobs (now open)."""
+    adopted = []
+    outcomes = ([(j, "working", submissions.describe(j)) for j in jobs]
+                if list_only else submissions.resolve(handle, jobs, force))
+    for job, outcome, text in outcomes:
+        if outcome == "adopted":
+            adopted.append(job)
+            yield job_result(handle, job, status="ok", state="SUBMITTED",
+                             message=text)
+        elif outcome == "released":
+            yield job_result(handle, job, status="ok", state="RELEASED",
+                             message=text)
+        elif outcome == "working":
+            yield job_result(handle, job, status="notneeded",
+                             state="SUBMITTING", message="being submitted: "
+                             "%s" % text)
+        else:
+            yield job_result(
+                handle, job, status="error", state="SUBMITTING",
+                message="%s: %s; kept (--close-failed-jobs releases it)"
+                % (submissions.describe(job), text))
+    return adopted
 
 
 def _dataset_result(handle: DatasetHandle, **kw) -> dict:
@@ -80,26 +110,25 @@ def finish(handle: DatasetHandle, job_ids=None, message: str | None = None,
            close_failed: bool = False, commit_failed: bool = False,
            list_only: bool = False, keep_alt_dir: bool = False, jobs=None):
     store = handle.store
+    if not list_only:
+        clean_staged(handle)
     wanted = [str(j) for j in job_ids] if job_ids else None
     open_jobs = store.jobs(("submitting", "open"), job_ids=wanted)
     if wanted is not None:
         yield from _not_open(handle, wanted, open_jobs)
     # submissions in progress or interrupted
-    live = []
-    for job in open_jobs:
-        if job.status == "submitting":
-            yield job_result(handle, job, status="notneeded",
-                             state="SUBMITTING",
-                             message="being submitted by pid %s" % job.pid)
-        else:
-            live.append(job)
+    live = [j for j in open_jobs if j.status == "open"]
+    pending = [j for j in open_jobs if j.status == "submitting"]
+    if pending:
+        live += yield from submitting(handle, pending, close_failed,
+                                      list_only)
     if not live:
         if not list_only and wanted is None:
             yield _dataset_result(handle, status="notneeded",
                                   message="no open jobs")
         return
     if not list_only:
-        recovered = recover_pending(handle, live)
+        recovered = recover_pending(handle, live, keep_alt_dir)
         for job in live:
             if job.row in recovered:
                 yield job_result(
@@ -114,6 +143,7 @@ def finish(handle: DatasetHandle, job_ids=None, message: str | None = None,
             yield job_result(handle, job, status="error",
                              message="cannot ask Slurm: %s" % e)
         return
+    faults.point("finish:state-query")
     store.update_slurm({j.row: infos[j.job_id].as_dict()
                         for j in live if j.job_id in infos})
     if list_only:
@@ -161,6 +191,12 @@ def _decide(handle: DatasetHandle, job: Job, spec: JobSpec,
                           message=("array job %s: %d of %d tasks known to "
                                    "Slurm yet", job.job_id, len(info.tasks),
                                    expected))
+    if info is None and handle.backend.accounting_error:
+        return job_result(handle, job, status="notneeded", state="UNKNOWN",
+                          message=("job %s: state not known yet (Slurm "
+                                   "accounting is not answering: %s); kept "
+                                   "open", job.job_id,
+                                   handle.backend.accounting_error))
     if klass == UNKNOWN and now - (job.submit_time or now) < UNKNOWN_GRACE:
         return job_result(handle, job, status="notneeded", state="UNKNOWN",
                           message="not yet visible to Slurm; try again "
@@ -177,7 +213,11 @@ def _decide(handle: DatasetHandle, job: Job, spec: JobSpec,
     if commit_failed and info is not None:
         return None
     if close_failed or (commit_failed and info is None):
-        handle.store.abandon(job.row, "closed as %s by slurm-finish" % state)
+        if not handle.store.abandon(job.row, "closed as %s by slurm-finish"
+                                    % state):
+            return job_result(handle, job, status="notneeded", state=state,
+                              message=("job %s was closed or committed by "
+                                       "another command", job.job_id))
         return job_result(handle, job, status="ok", state=state,
                           exit_code=exit_code,
                           message=("closed job %s (%s); outputs left "

@@ -1,8 +1,11 @@
 """slurm-schedule: validate, claim outputs, get inputs, prepare, submit.
 
 Order matters and is the contract: nothing is changed before everything is
-validated; outputs are claimed atomically before anything is touched; a
-failed submission releases the claim and restores the worktree exactly.
+validated (the Slurm backend too); outputs are claimed atomically before
+anything is touched; every error after the claim (including Ctrl-C,
+SIGTERM and an sbatch that does not answer) restores the worktree and
+releases the claim -- or, when the job may exist, leaves the claim for
+:mod:`.submissions` to resolve by the token in the job's comment.
 """
 
 from __future__ import annotations
@@ -10,12 +13,13 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import socket
+import time
 
 from datalad.core.local.run import format_command, normalize_command
 from datalad.interface.results import get_status_dict
 from datalad.support.globbedpaths import GlobbedPaths
 
+from .. import faults
 from ..dataset.git import rev_parse
 from ..dataset.handle import DatasetHandle
 from ..dataset.jobstore import ConflictError
@@ -33,10 +37,15 @@ from ..dataset.paths import (
 from ..dataset.worktree import missing_content, prepare_outputs, restore
 from ..slurm import SlurmError
 from ..slurm.argv import is_sbatch
+from . import submissions
 from .container import with_container
-from .logs import log_patterns
 from .record import extension_tag
+from .signals import interruptible
 from .spec import JobSpec
+from .submissions import cluster_name, new_token
+from .submit import submit, why
+
+__all__ = ["ScheduleError", "cluster_name", "plan", "schedule"]
 
 lgr = logging.getLogger("datalad.hpcdata.schedule")
 
@@ -215,20 +224,6 @@ def _assumed(assume_ready: str | None, what: str) -> bool:
     return assume_ready in (what, "both")
 
 
-def cluster_name(handle: DatasetHandle, submitted: str = "") -> str:
-    """The cluster sbatch named, else the configured one (cached per host
-    and Slurm configuration in the job store)."""
-    if submitted:
-        return submitted
-    key = "cluster:%s:%s" % (socket.gethostname(),
-                             os.environ.get("SLURM_CONF", ""))
-    cached = handle.store.meta_get(key)
-    if cached is None:
-        cached = handle.backend.cluster_name()
-        handle.store.meta_set(key, cached)
-    return cached
-
-
 def get_inputs(handle: DatasetHandle, spec: JobSpec, jobs=None) -> None:
     """Get the content of annexed inputs that is not present."""
     if _assumed(spec.assume_ready, "inputs"):
@@ -248,28 +243,40 @@ def get_inputs(handle: DatasetHandle, spec: JobSpec, jobs=None) -> None:
 class _Prepared:
     """What was changed for a job before submission, to undo it exactly."""
 
-    def __init__(self, handle: DatasetHandle, spec: JobSpec, row: int):
+    def __init__(self, handle: DatasetHandle, spec: JobSpec, row: int,
+                 token: str):
         self.handle, self.spec, self.row = handle, spec, row
+        self.token = token
+        self.created = time.time()
         self.actions = []
         self.staged = None
 
     def prepare(self, jobs=None) -> None:
         get_inputs(self.handle, self.spec, jobs)
+        faults.point("schedule:get")
         if self.spec.alt_root:
             from . import staging
             self.staged = staging.stage_job(self.handle, self.spec, jobs)
         elif not _assumed(self.spec.assume_ready, "outputs"):
             self.actions = prepare_outputs(self.handle.root,
                                            self.spec.output_specs)
+        submissions.note_prepared(self.handle, self.row, self.actions)
+        faults.point("schedule:prepare")
 
     def undo(self, reason: str) -> list[str]:
         """Restore the worktree, remove staged files, reject the row;
-        return paths that could not be restored."""
-        unrestored = restore(self.actions)
-        if self.spec.alt_root:
-            from . import staging
-            staging.unstage(self.handle, self.spec, self.row)
-        self.handle.store.reject(self.row, reason)
+        return paths that could not be restored.  Nothing is done when
+        another command already adopted or released the row."""
+        store = self.handle.store
+        with repository_lock(self.handle.git_dir):
+            now = store.get(self.row)
+            if now is None or now.status != "submitting":
+                return []
+            unrestored = restore(self.actions)
+            if self.spec.alt_root:
+                from . import staging
+                staging.unstage(self.handle, self.spec, self.row)
+            store.reject(self.row, reason)
         return unrestored
 
 
@@ -293,68 +300,70 @@ def schedule(handle: DatasetHandle, spec: JobSpec, jobs=None,
             dry_run=dry_run, cmd=spec.cmd, cmd_expanded=spec.cmd_expanded,
             inputs=spec.inputs, outputs=spec.outputs, pwd=spec.pwd, **res)
         return
-    head = rev_parse(handle.root, "HEAD")
-    with repository_lock(handle.git_dir):
-        try:
-            row = handle.store.claim(spec.claims, spec.to_dict(), head)
-        except ConflictError as e:
-            yield get_status_dict(status="impossible", message=str(e),
-                                  conflicts=[
-                                      {"output": n, "claimed": c,
-                                       "slurm_job_id": j.job_id}
-                                      for n, c, j in e.conflicts], **res)
-            return
-        prepared = _Prepared(handle, spec, row)
-        try:
-            prepared.prepare(jobs)
-        except BaseException as e:
-            prepared.undo("preparation failed: %s" % e)
-            if isinstance(e, _expected_errors(spec)):
-                yield get_status_dict(status="error", message=str(e), **res)
-                return
-            raise
-    yield from _submit(handle, spec, prepared, res)
-
-
-def _submit(handle: DatasetHandle, spec: JobSpec, prepared: _Prepared,
-            res: dict):
-    pwd_abs = os.path.join(handle.root, spec.pwd)
-    row = prepared.row
     try:
-        sub = handle.backend.submit(
-            spec.argv, cwd=pwd_abs,
-            stdin=(spec.container or {}).get("batch_script"))
-    except (SlurmError, OSError) as e:
+        handle.backend      # configuration errors before anything changes
+    except (ValueError, SlurmError) as e:
+        yield get_status_dict(status="error", message=str(e), **res)
+        return
+    head = rev_parse(handle.root, "HEAD")
+    token = new_token()
+    try:
+        row = _claim(handle, spec, dict(spec.to_dict(), submit_token=token),
+                     head)
+    except ConflictError as e:
+        yield get_status_dict(status="impossible", message=str(e),
+                              conflicts=[
+                                  {"output": n, "claimed": c,
+                                   "slurm_job_id": j.job_id}
+                                  for n, c, j in e.conflicts], **res)
+        return
+    prepared = _Prepared(handle, spec, row, token)
+    with interruptible():
+        result = _prepare_and_submit(handle, spec, prepared, jobs)
+    yield get_status_dict(**dict(res, **result))
+
+
+def _claim(handle: DatasetHandle, spec: JobSpec, stored: dict,
+           head: str | None, wait: float = 30.0) -> int:
+    """Claim the outputs.  A conflicting submission in progress is given
+    (bounded) time to get its job id, so a refusal can name the job; an
+    interrupted one is resolved (adopted or released) once."""
+    deadline = time.monotonic() + wait
+    resolved = False
+    while True:
         with repository_lock(handle.git_dir):
-            unrestored = prepared.undo(str(e))
+            try:
+                return handle.store.claim(spec.claims, stored, head)
+            except ConflictError as e:
+                conflict = e
+        pending = [j for _, _, j in conflict.conflicts
+                   if j.status == "submitting"]
+        if not pending:
+            raise conflict
+        if not resolved:
+            resolved = True
+            outcomes = submissions.resolve(handle, pending)
+            if any(o in ("adopted", "released") for _, o, _ in outcomes):
+                continue
+            if not any(o == "working" for _, o, _ in outcomes):
+                raise conflict
+        if time.monotonic() > deadline:
+            raise conflict
+        time.sleep(0.2)
+
+
+def _prepare_and_submit(handle: DatasetHandle, spec: JobSpec,
+                        prepared: _Prepared, jobs) -> dict:
+    try:
+        faults.point("schedule:claim")
+        with repository_lock(handle.git_dir):
+            prepared.prepare(jobs)
+    except BaseException as e:
+        unrestored = prepared.undo("preparation failed: %s" % why(e))
+        if not isinstance(e, _expected_errors(spec)):
+            raise
         msg = str(e)
         if unrestored:
             msg += "; could not restore: %s" % ", ".join(unrestored)
-        yield get_status_dict(status="error", message=msg, **res)
-        return
-    except BaseException:
-        handle.store.reject(row, "interrupted during submission")
-        raise
-    info = {}
-    try:
-        info = handle.backend.submit_info(sub.job_id)
-    except SlurmError as e:
-        lgr.warning("could not read job %s details: %s", sub.job_id, e)
-    logs = log_patterns(info, pwd_abs, sub.job_id)
-    cluster = cluster_name(handle, sub.cluster)
-    staged = prepared.staged
-    staged_counts = ({"staged_files": staged.files,
-                      "staged_bytes": staged.bytes} if staged else {})
-    handle.store.set_submitted(row, cluster, sub.job_id, dict(
-        staged_counts, slurm_logs=logs,
-        array=info.get("ArrayTaskId") or None,
-        job_name=info.get("JobName") or None,
-        workdir=info.get("WorkDir") or pwd_abs,
-        submit_stdout=sub.stdout.strip()))
-    yield get_status_dict(
-        status="ok", message=("submitted Slurm job %s%s", sub.job_id,
-                              " on cluster %s" % cluster if cluster else ""),
-        slurm_job_id=sub.job_id, cluster=cluster, outputs=spec.outputs,
-        inputs=spec.inputs, pwd=spec.pwd, slurm_logs=logs,
-        array=info.get("ArrayTaskId") or None, alt_dir=spec.alt_dir,
-        **dict(staged_counts, **res))
+        return dict(status="error", message=msg)
+    return submit(handle, spec, prepared)

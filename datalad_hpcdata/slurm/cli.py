@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 
 from ..runner import run as run_command
 from .argv import sbatch_argv
@@ -93,6 +94,28 @@ class CLIBackend(Backend):
             self._cluster = m.group(1) if m else ""
         return self._cluster
 
+    def find_submissions(self, tokens, since):
+        """One squeue (the controller knows every job that is queued,
+        running or recently ended), then one sacct for tokens not found
+        (comments are in accounting only with
+        AccountingStoreFlags=job_comment)."""
+        found = {}
+        proc = run(["squeue", "-h", "-a", "-t", "all", "-o", "%F|%k"],
+                   timeout=120)
+        if proc.returncode:
+            raise SlurmError("squeue failed: %s" % (proc.stderr.strip()
+                                                   or "no output"))
+        _match_tokens(proc.stdout, tokens, found)
+        rest = [t for t in tokens if t not in found]
+        if rest:
+            start = time.strftime("%Y-%m-%dT%H:%M:%S",
+                                  time.localtime(since - 60))
+            proc = run(["sacct", "-X", "-n", "-P", "-S", start,
+                        "-o", "JobID,Comment"], timeout=600)
+            if proc.returncode == 0:
+                _match_tokens(proc.stdout, rest, found)
+        return found
+
     # -- queries ------------------------------------------------------------
     def query(self, job_ids):
         job_ids = [str(j) for j in job_ids]
@@ -101,9 +124,11 @@ class CLIBackend(Backend):
         result = {}
         proc = run(["sacct", "-n", "-P", "-j", ",".join(job_ids),
                     "-o", ",".join(SACCT_FIELDS)], timeout=600)
+        self.accounting_error = None
         if proc.returncode == 0:
             result = parse_sacct(proc.stdout, job_ids)
         else:
+            self.accounting_error = proc.stderr.strip() or "sacct failed"
             lgr.debug("sacct failed (%s); asking the controller instead",
                       proc.stderr.strip())
         missing = [j for j in job_ids if j not in result
@@ -130,3 +155,12 @@ class CLIBackend(Backend):
         if proc.returncode:
             return None
         return parse_key_values(proc.stdout).get("ExitCode")
+
+
+def _match_tokens(out: str, tokens, found: dict) -> None:
+    """'jobid|comment' lines: token -> (base) job id."""
+    for line in out.splitlines():
+        jid, _, comment = line.partition("|")
+        for token in tokens:
+            if token in comment and token not in found:
+                found[token] = jid.strip().split("_")[0]

@@ -96,6 +96,10 @@ class Backend:
     """Interface: submit, query many jobs in one call, cancel, submit info."""
 
     name = "abstract"
+    #: why accounting could not be asked in the last query (None: it
+    #: answered); jobs missing from a query's result are then "not known
+    #: yet", not "unknown to Slurm"
+    accounting_error: str | None = None
 
     def submit(self, argv: list[str], cwd: str, env=None,
                stdin: str | None = None) -> Submission:
@@ -118,3 +122,10 @@ class Backend:
 
     def cluster_name(self) -> str:
         raise NotImplementedError
+
+    def find_submissions(self, tokens: list[str],
+                         since: float) -> dict[str, str]:
+        """token -> job id for jobs submitted (after `since`, epoch) with
+        a token in their comment; SlurmError if Slurm cannot be asked."""
+        raise SlurmError("the %s backend cannot look up submissions"
+                         % self.name)
