@@ -22,6 +22,7 @@ from faultkit import (
     changed_paths,
     cli,
     copy_dataset,
+    finish_api,
     finish_until,
     fsck_clean,
     git,
@@ -88,7 +89,7 @@ def test_schedule_killed_at(ds, step):
                *CMD, env={"HPCDATA_FAULT": "schedule:" + step})
     assert proc.returncode == -9, (proc.stdout, proc.stderr)
     # the next command resolves the interrupted submission
-    fin = records(cli(ds, "slurm-finish"))
+    fin = finish_api(ds)
     adopted = [r for r in fin if r.get("state") == "SUBMITTED"]
     released = [r for r in fin if r.get("state") == "RELEASED"]
     if released:
@@ -96,8 +97,8 @@ def test_schedule_killed_at(ds, step):
         assert os.readlink(ds / "p.dat") == link
         assert status(ds) == ""
     # run the schedule again: refused if the job exists, else submitted
-    again = records(cli(ds, "slurm-schedule", "-o", "p.dat", "-i",
-                        "data/in.txt", *CMD))
+    again = dl.slurm_schedule(CMD, dataset=str(ds), outputs=["p.dat"],
+                              inputs=["data/in.txt"], **KW)
     r = one(again, action="slurm-schedule")
     open_ids = [j for _, s, j, _ in store_rows(ds) if j and s == "open"]
     if r["status"] == "impossible":
@@ -256,7 +257,7 @@ def test_finish_killed_at(ds, step):
     proc = cli(ds, "slurm-finish", env={"HPCDATA_FAULT": "finish:" + step})
     assert proc.returncode == -9, (proc.stdout, proc.stderr)
     moved = head(ds) != base
-    rerun = records(cli(ds, "slurm-finish"))
+    rerun = finish_api(ds)
     check_finished(ds, base, ids)
     how = {text(r) for r in rerun if r["status"] == "ok"}
     report(step, "slurm-finish", "%s; re-run: %s" % (
@@ -278,7 +279,7 @@ def test_altdir_finish_killed_at(ds, tmp_path, step):
     base = head(ds)
     proc = cli(ds, "slurm-finish", env={"HPCDATA_FAULT": "finish:" + step})
     assert proc.returncode == -9, (proc.stdout, proc.stderr)
-    cli(ds, "slurm-finish")
+    finish_api(ds)
     check_finished(ds, base, ids)
     left = sorted(str(p.relative_to(alt)) for p in alt.rglob("*")
                   if p.is_file())
