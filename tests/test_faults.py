@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import datalad.api as dl
@@ -354,3 +355,17 @@ def test_other_hosts_submission_listed_then_closed(ds):
     assert closed["status"] == "ok" and "closed by the user" in text(closed)
     assert store_claims(ds) == [] and status(ds) == ""
     no_leftovers(ds)
+
+
+def test_guarantees_page_example_runs(slurm, tmp_path):
+    """The crash example of docs/guarantees.md, as written."""
+    page = (Path(__file__).resolve().parents[1] / "docs" /
+            "guarantees.md").read_text()
+    block = page.split("```sh\n", 1)[1].split("```", 1)[0]
+    proc = subprocess.run(["bash", "-e", "-c", block], cwd=str(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "killed (137)" in proc.stdout
+    demo = tmp_path / "crash-demo"
+    assert len(job_commit_counts(demo, "HEAD~1")) == 1
+    no_leftovers(demo)
