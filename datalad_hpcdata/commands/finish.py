@@ -61,7 +61,9 @@ class SlurmFinish(Interface):
             args=("--close-failed-jobs",), action="store_true",
             doc="""close failed jobs (and jobs Slurm no longer knows): their
             claims are released, outputs left untouched and uncommitted, and
-            the job stays in the job store's history."""),
+            the job stays in the job store's history. Also resolves
+            submissions interrupted on another host (adopted if Slurm has
+            a job with their token, else released)."""),
         commit_failed_jobs=Parameter(
             args=("--commit-failed-jobs",), action="store_true",
             doc="""commit the outputs of failed jobs too, with the final
