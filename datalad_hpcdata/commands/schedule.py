@@ -12,6 +12,7 @@ from datalad.support.constraints import EnsureBool, EnsureNone
 from datalad.support.param import Parameter
 
 from ..dataset.handle import DatasetHandle
+from ..jobs.dataflow import annotate
 from ..jobs.schedule import ACTION, ScheduleError, job_pwd, plan, schedule
 from .options import alt_dir_opt
 from .render import render_result
@@ -103,6 +104,7 @@ class SlurmSchedule(Interface):
                                   type="dataset", status="impossible",
                                   message=str(e), logger=lgr)
             return
-        yield from schedule(handle, spec, jobs=jobs, dry_run=dry_run)
+        yield from annotate(schedule(handle, spec, jobs=jobs,
+                                     dry_run=dry_run), spec)
 
     custom_result_renderer = staticmethod(render_result)

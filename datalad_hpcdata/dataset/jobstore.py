@@ -261,6 +261,18 @@ class JobStore:
             "SELECT * FROM jobs WHERE job_id = ? ORDER BY row",
             (str(job_id),))]
 
+    def overlapping_claims(self, paths: list[str]) -> list[tuple]:
+        """Claims of open jobs that equal, contain or lie below any of
+        `paths` (canonical; "" stands for the whole dataset), as
+        ``(path, claimed path, Job)``.  Read-only.  Only open jobs have
+        claims and the lookup uses the claims index, so its cost does not
+        grow with the job history."""
+        if "" in paths:
+            return [("", d.pop("cpath"), _job(d)) for d in map(dict, (
+                self.con.execute("SELECT c.path AS cpath, j.* FROM claims c "
+                                 "JOIN jobs j ON c.row = j.row")))]
+        return self._conflicts(self.con, sorted(set(paths)))
+
     def claims_of(self, row: int) -> list[str]:
         return [r[0] for r in self.con.execute(
             "SELECT path FROM claims WHERE row = ? ORDER BY path", (row,))]

@@ -29,6 +29,11 @@ class JobSpec:
     alt_root: str | None = None       # its real absolute path
     assume_ready: str | None = None
     extension: str = ""
+    # data flow: the open jobs whose outputs this job reads (one dict per
+    # producer: slurm_job_id, cluster, row, claims, inputs; slurm-finish
+    # adds its commit) and the --dependency it was submitted with
+    depends_on: list[dict] = field(default_factory=list)
+    dependency: str | None = None
     # the submission command; not stored (re-derived from cmd when needed)
     argv: list[str] = field(default_factory=list)
     # learnt when the job was submitted
