@@ -79,7 +79,7 @@ def _root(pwd: str, path: str) -> str | None:
     return p
 
 
-def _roots(pwd: str, paths) -> list[str]:
+def root_paths(pwd: str, paths) -> list[str]:
     out = []
     for p in paths or []:
         r = _root(pwd, p)
@@ -88,7 +88,7 @@ def _roots(pwd: str, paths) -> list[str]:
     return out
 
 
-def _script(cmd, pwd: str) -> str | None:
+def sbatch_script(cmd, pwd: str) -> str | None:
     """The batch script an sbatch command line runs (root-relative)."""
     try:
         argv = shlex.split(cmd) if isinstance(cmd, str) else list(cmd)
@@ -128,10 +128,10 @@ def recorded(sha: str, text: str, record: dict, kind: str = SLURM,
     return Recorded(
         sha=sha, kind=kind, subject=subject.strip(), body=body.strip(),
         record=record, norm=norm, index=index,
-        inputs=_roots(pwd, norm["inputs"]),
-        extra_inputs=_roots(pwd, norm["extra_inputs"]),
-        outputs=_roots(pwd, norm["outputs"]),
-        script=_script(norm["cmd"], pwd) if kind == SLURM else None)
+        inputs=root_paths(pwd, norm["inputs"]),
+        extra_inputs=root_paths(pwd, norm["extra_inputs"]),
+        outputs=root_paths(pwd, norm["outputs"]),
+        script=sbatch_script(norm["cmd"], pwd) if kind == SLURM else None)
 
 
 def _parse(ds, sha: str, msg: str, with_runs: bool):
