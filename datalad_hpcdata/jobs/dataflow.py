@@ -22,6 +22,7 @@ producers before consumers simply in row order.
 from __future__ import annotations
 
 import fnmatch
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -213,9 +214,12 @@ def _where(alt_root: str | None) -> str:
     return "in the alt-dir %s" % alt_root if alt_root else "in the dataset"
 
 
-def check_alt_root(alt_root: str | None, producers: list[Producer]) -> None:
+def check_alt_root(alt_dir: str | None, producers: list[Producer]) -> None:
     """Producer and consumer must share the staging directory: the
-    consumer reads the producer's staged output in place."""
+    consumer reads the producer's staged output in place.  `alt_dir` is
+    resolved like altdir.check_alt_dir does, without creating it."""
+    alt_root = os.path.realpath(os.path.abspath(os.path.expanduser(
+        str(alt_dir)))) if alt_dir else None
     for p in producers:
         if (p.alt_root or None) != (alt_root or None):
             raise DataflowError(

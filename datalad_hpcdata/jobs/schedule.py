@@ -203,8 +203,9 @@ def plan(handle: DatasetHandle, cmd, pwd_abs: str, inputs=None,
     inputs_cmd = expanded_for_command(handle, in_specs, rel_pwd, True,
                                       produced)
     outputs_cmd = expanded_for_command(handle, out_specs, rel_pwd, False)
+    # before _alt_root creates the directory
+    _flow(dataflow.check_alt_root, alt_dir, producers)
     alt_root = _alt_root(handle, alt_dir)
-    _flow(dataflow.check_alt_root, alt_root, producers)
     job_pwd = pwd_abs
     if alt_root:
         job_pwd = os.path.join(alt_root, rel_pwd) if rel_pwd != "." \
