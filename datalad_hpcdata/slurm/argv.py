@@ -98,13 +98,16 @@ def option_value(opts: list[tuple[str, str]], short: str,
 def script_index(argv: list[str]) -> int | None:
     """Index of the batch script in an sbatch argv (None with --wrap, or
     when the script comes from standard input)."""
-    opts, end = parse_options(argv[1:])
-    if option_value(opts, "", "--wrap") is not None:
-        return None
-    end += 1
-    if end < len(argv) and argv[end] != ":":
-        return end
-    return None
+    start = 1
+    while True:
+        opts, end = parse_options(argv[start:])
+        if option_value(opts, "", "--wrap") is not None:
+            return None
+        end += start
+        if end < len(argv) and argv[end] == ":":
+            start = end + 1     # the next heterogeneous component
+            continue
+        return end if end < len(argv) else None
 
 
 def script_options(text: str) -> list[tuple[str, str]]:
