@@ -38,6 +38,12 @@ class SlurmSchedule(Interface):
     nothing else in the dataset is touched). If the submission fails, the
     claim is released and the worktree restored. Nothing is committed now:
     run :command:`datalad slurm-finish` later.
+
+    An input in, under or over an output an open job claims makes the job
+    wait for that job: it is submitted with ``--dependency=afterok:<ids>``
+    (merged with a dependency of your own), the input need not exist yet,
+    and the result says ``depends_on``. Configuration
+    ``datalad.hpcdata.dependencies``: ``auto`` (default) or ``refuse``.
     """
 
     _examples_ = [
@@ -46,6 +52,12 @@ class SlurmSchedule(Interface):
                       "sbatch code/job.sh",
              code_py="slurm_schedule('sbatch code/job.sh', inputs=['data'], "
                      "outputs=['results'])"),
+        dict(text="Then one that reads those results at once: it waits for "
+                  "the first job in Slurm",
+             code_cmd="datalad slurm-schedule -i results -o plots "
+                      "sbatch code/plot.sh",
+             code_py="slurm_schedule('sbatch code/plot.sh', "
+                     "inputs=['results'], outputs=['plots'])"),
     ]
 
     result_renderer = "tailored"
