@@ -175,8 +175,10 @@ def test_graph_range_open_state_and_formats(campaign, tmp_path):
     assert lines[0] == "flowchart LR"
     assert '  n3("Slurm job 104<br/>FAILED %s"):::failed' % sha["s4"][:8] \
         in lines
-    assert '  n5[/"code/sim.sh"/]' in lines
-    assert "  n5 -. script .-> n0" in lines
+    # ids: the 5 recorded jobs n0-n4, then the files in path order
+    assert lines[6:8] == ['  n5[/"code/eval.sh"/]', '  n6[/"code/sim.sh"/]']
+    assert "  n6 -. script .-> n0" in lines and "  n0 --> n12" in lines
+    assert lines[13] == '  n12[/"sims/a"/]' and "  n12 --- n13" in lines
     assert "  classDef failed fill:#f4cccc" in lines
 
 

@@ -33,38 +33,42 @@ def test_the_pipelines_page_runs(slurm, tmp_path):
     assert sched.count("slurm-schedule(ok)") == 4
     assert sched.count("waits for") == 2
     assert "(after " in sched
+    # every record of the history, oldest first: the campaign's 4, then
+    # (after the fix commit) the 3 resubmitted jobs
+    shas, recs = [], []
+    for sha in git(ds, "rev-list", "--reverse", "HEAD").split():
+        parsed = parse_message(git(ds, "log", "-1", "--format=%B", sha))
+        if parsed:
+            shas.append(sha)
+            recs.append(parsed)
+    assert len(recs) == 7
     # one finish, data-flow order, records naming the producers' commits
-    subjects = procs[2].stdout.splitlines()[-4:]
-    shas = git(ds, "rev-list", "--reverse", "HEAD~4..HEAD").split()
-    recs = [parse_message(git(ds, "log", "-1", "--format=%B", s))
-            for s in shas]
-    messages = [r[0] for r in recs]
-    assert [m.split("\n")[-1] for m in messages] == [
+    assert [m.split("\n")[-1] for m, _ in recs[:4]] == [
         "simulate a", "simulate b", "train", "evaluate"]
-    assert all("Completed" in s for s in subjects)
+    assert procs[2].stdout.count("slurm-finish(ok): committed job") == 4
     train, evaluate = recs[2][1], recs[3][1]
     assert [d["commit"] for d in train["depends_on"]] == shas[:2]
     assert [d["commit"] for d in evaluate["depends_on"]] == [shas[2]]
-    first = shas
+    assert train["inputs"] == ["sims"]
     # the plan: simulation a, training, evaluation; not simulation b
     report = procs[3].stdout
     assert report.count("would resubmit") == 3
+    assert "would resubmit %s" % shas[0][:10] in report
     assert "params/b.txt" not in report
     assert report.count("waits for: the resubmission of") == 2
     # resubmitted and finished: the new model saw the fix
     assert procs[4].stdout.count("slurm-reschedule(ok)") == 3
+    assert procs[4].stdout.count("; waits for") == 2
     assert procs[5].stdout.strip().endswith("4")
-    shas = git(ds, "rev-list", "--reverse", "HEAD~3..HEAD").split()
-    recs = [parse_message(git(ds, "log", "-1", "--format=%B", s))[1]
-            for s in shas]
-    sim_a, train, evaluate = recs
-    # only simulation a was open: b's output was committed already (it is in
-    # the record's submit_head)
-    assert [d["commit"] for d in train["depends_on"]] == [shas[0]]
-    assert git(ds, "merge-base", "--is-ancestor", first[1],
+    sim_a, train, evaluate = [r for _, r in recs[4:]]
+    new = shas[4:]
+    # only simulation a was open: b's output was committed already (it is
+    # in the record's submit_head)
+    assert [d["commit"] for d in train["depends_on"]] == [new[0]]
+    assert git(ds, "merge-base", "--is-ancestor", shas[1],
                train["submit_head"]) == ""
-    assert train["chain"] == [first[2]] and sim_a["chain"] == [first[0]]
-    assert [d["commit"] for d in evaluate["depends_on"]] == [shas[1]]
+    assert train["chain"] == [shas[2]] and sim_a["chain"] == [shas[0]]
+    assert [d["commit"] for d in evaluate["depends_on"]] == [new[1]]
     assert (ds / "models" / "model.txt").read_text() == (
         "sim alpha 1\nsim beta 2\nsim delta 4\nsim gamma 3\n")
     # the graph, rendered by Graphviz, and as mermaid

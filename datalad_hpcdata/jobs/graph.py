@@ -80,10 +80,11 @@ def _add_recorded(g: Graph, rec) -> None:
     title = ("datalad run" if rec.kind == RUN
              else "Slurm job %s" % rec.job_id)
     subject = rec.subject.split("\n", 1)[0]
+    # the user's message: a run record's subject, a Slurm record's body
+    note = subject if rec.kind == RUN else rec.body.split("\n", 1)[0]
     label = "%s\n%s %s" % (title, state, rec.sha[:8])
-    if rec.kind == RUN and subject:
-        label += "\n" + (subject[:40] + "..." if len(subject) > 43
-                         else subject)
+    if note.strip():
+        label += "\n" + (note[:40] + "..." if len(note) > 43 else note)
     nid = g.job("commit:" + rec.sha, label=label, source=source,
                 status=_state_status(state, rec.kind), state=state,
                 commit=rec.sha, slurm_job_id=rec.job_id,
@@ -102,8 +103,10 @@ def _add_open(g: Graph, handle: DatasetHandle) -> None:
             "SUBMITTING" if job.status == "submitting" else "OPEN")
         title = ("Slurm job %s" % job.job_id if job.job_id
                  else "submission (row %d)" % job.row)
+        note = (spec.get("message") or "").split("\n", 1)[0]
         nid = g.job("open:%s:%s" % (job.cluster, job.job_id or job.row),
-                    label="%s\nopen: %s" % (title, state),
+                    label="%s\nopen: %s%s" % (title, state, "\n" + note[:43]
+                                               if note else ""),
                     source="job store", status="open", state=state,
                     commit=None, slurm_job_id=job.job_id,
                     cmd=spec.get("cmd"), subject=spec.get("message") or "",
