@@ -254,11 +254,16 @@ def lookup_vs_history(ds, cfg, R):
     scratch = Path(tempfile.mkdtemp(prefix="hpcbench-store-"))
     R["lookup"] = {"history": {}, "open": {}}
     try:
+        made = []
+
         def store_with(history: int, open_jobs: int) -> JobStore:
-            d = scratch / ("h%d-o%d" % (history, open_jobs))
+            made.append(1)
+            d = scratch / ("%d-h%d-o%d" % (len(made), history, open_jobs))
             (d / "datalad-hpcdata").mkdir(parents=True)
-            shutil.copyfile(src, d / "datalad-hpcdata" / "jobs.sqlite")
             con = sqlite3.connect(str(d / "datalad-hpcdata" / "jobs.sqlite"))
+            orig = sqlite3.connect(str(src))
+            orig.backup(con)       # the store is in WAL mode: no file copy
+            orig.close()
             spec = json.dumps({"cmd": "sbatch x", "output_specs": ["h"]})
             con.executemany(
                 "INSERT INTO jobs (status, cluster, job_id, created, spec, "
