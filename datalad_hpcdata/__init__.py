@@ -15,5 +15,7 @@ command_suite = (
          "slurm-finish", "slurm_finish"),
         ("datalad_hpcdata.commands.reschedule", "SlurmReschedule",
          "slurm-reschedule", "slurm_reschedule"),
+        ("datalad_hpcdata.commands.graph", "SlurmGraph",
+         "slurm-graph", "slurm_graph"),
     ],
 )

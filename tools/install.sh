@@ -16,10 +16,12 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
-# Debian packages for git, Python venvs and the container tests (Slurm
-# itself: slurm-cluster.sh)
+# Debian packages for git, Python venvs, Graphviz (slurm-graph's dot output
+# is rendered in the docs and tests) and the container tests; Slurm itself:
+# slurm-cluster.sh
 missing=()
 command -v git >/dev/null 2>&1 || missing+=(git)
+command -v dot >/dev/null 2>&1 || missing+=(graphviz)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 # slurm-schedule --container is tested with Charliecloud and a busybox image

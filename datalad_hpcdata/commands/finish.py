@@ -29,6 +29,12 @@ class SlurmFinish(Interface):
     and stay open until closed or committed explicitly. A job unknown to
     Slurm is reported for itself and never blocks the others.
 
+    Jobs that read other jobs' outputs are committed after them (in data
+    flow order within one call), and their records name the producers'
+    commits. A job whose producer failed or was closed can never run: it is
+    reported with the producer that blocks it; --close-failed-jobs cancels
+    it in Slurm and closes it.
+
     Interrupting slurm-finish is safe: run it again and every completed job
     ends with exactly one commit.
     """
@@ -61,7 +67,9 @@ class SlurmFinish(Interface):
             args=("--close-failed-jobs",), action="store_true",
             doc="""close failed jobs (and jobs Slurm no longer knows): their
             claims are released, outputs left untouched and uncommitted, and
-            the job stays in the job store's history."""),
+            the job stays in the job store's history. Jobs blocked by a
+            failed or closed producer are cancelled in Slurm and closed
+            too."""),
         commit_failed_jobs=Parameter(
             args=("--commit-failed-jobs",), action="store_true",
             doc="""commit the outputs of failed jobs too, with the final

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from datalad.core.local.run import Run
+from datalad.core.local.run import Run, get_command_pwds
 from datalad.distribution.dataset import datasetmethod, require_dataset
 from datalad.interface.base import Interface, build_doc, eval_results
 from datalad.interface.common_opts import jobs_opt
@@ -13,6 +13,7 @@ from datalad.support.param import Parameter
 
 from ..dataset.handle import DatasetHandle
 from ..jobs.reschedule import reschedule
+from ..jobs.schedule import job_pwd
 from .options import alt_dir_opt, dataset_opt
 from .render import render_result
 
@@ -28,6 +29,12 @@ class SlurmReschedule(Interface):
     slurm-schedule would: same command, inputs and outputs, run from the
     recorded directory whatever the current one is. The original commit is
     appended to the record's ``chain``.
+
+    Jobs are submitted one after the other; a job that reads what an
+    earlier job of the same call writes is submitted with that job's
+    afterok, so it reads the new output, not the old one. With
+    ``--affected-by PATH`` (or ``--affected-by-commit REV``) exactly the
+    jobs derived from PATH are resubmitted, producers first.
     """
 
     _examples_ = [
@@ -37,6 +44,11 @@ class SlurmReschedule(Interface):
         dict(text="Resubmit every recorded job since a tag",
              code_cmd="datalad slurm-reschedule --since v1.0",
              code_py="slurm_reschedule(since='v1.0')"),
+        dict(text="Show what a fix of code/sim.py makes run again",
+             code_cmd="datalad slurm-reschedule --report "
+                      "--affected-by code/sim.py",
+             code_py="slurm_reschedule(report=True, "
+                     "affected_by=['code/sim.py'])"),
     ]
 
     result_renderer = "tailored"
@@ -50,8 +62,22 @@ class SlurmReschedule(Interface):
             constraints=EnsureStr() | EnsureNone()),
         since=Parameter(
             args=("--since",),
-            doc="""resubmit every record in SINCE..REVISION; an empty
-            string means the whole history.""",
+            doc="""resubmit every record in SINCE..REVISION, in recorded
+            order; a job that read what an earlier one of them writes waits
+            for it (Slurm afterok). An empty string means the whole
+            history.""",
+            constraints=EnsureStr() | EnsureNone()),
+        affected_by=Parameter(
+            args=("--affected-by",), metavar="PATH", nargs="+",
+            doc="""resubmit exactly the recorded jobs whose inputs, extra
+            inputs or sbatch script derive from PATH (a file or directory),
+            directly or through other recorded jobs' outputs, in data-flow
+            order, each waiting for its producers. Looks at the whole
+            history up to REVISION unless --since is given.""",
+            constraints=EnsureStr() | EnsureNone()),
+        affected_by_commit=Parameter(
+            args=("--affected-by-commit",), metavar="REV",
+            doc="""like --affected-by with every file commit REV changed.""",
             constraints=EnsureStr() | EnsureNone()),
         dataset=dataset_opt,
         message=Parameter(
@@ -60,7 +86,8 @@ class SlurmReschedule(Interface):
             constraints=EnsureStr() | EnsureNone()),
         report=Parameter(
             args=("--report",), action="store_true",
-            doc="""only report what would be resubmitted."""),
+            doc="""only report the plan: each job with its command, inputs,
+            outputs and what it will wait for; nothing is submitted."""),
         script=Parameter(
             args=("--script",), metavar="FILE",
             doc="""write the slurm-schedule commands to FILE ('-' for
@@ -80,16 +107,20 @@ class SlurmReschedule(Interface):
     @staticmethod
     @datasetmethod(name="slurm_reschedule")
     @eval_results
-    def __call__(revision=None, *, since=None, dataset=None, message=None,
+    def __call__(revision=None, *, since=None, affected_by=None,
+                 affected_by_commit=None, dataset=None, message=None,
                  report=False, script=None, with_failed_jobs=False,
                  assume_ready=None, alt_dir=None, no_alt_dir=False,
                  jobs=None):
         ds = require_dataset(dataset, check_installed=True,
                              purpose="reschedule a Slurm job")
+        handle = DatasetHandle(ds)
         yield from reschedule(
-            DatasetHandle(ds), revision=revision or "HEAD", since=since,
+            handle, revision=revision or "HEAD", since=since,
             message=message, report=report, script=script,
             with_failed=with_failed_jobs, assume_ready=assume_ready,
-            alt_dir=alt_dir, no_alt_dir=no_alt_dir, jobs=jobs)
+            alt_dir=alt_dir, no_alt_dir=no_alt_dir, jobs=jobs,
+            affected_by=affected_by, affected_by_commit=affected_by_commit,
+            pwd=job_pwd(handle, get_command_pwds(dataset)[0]))
 
     custom_result_renderer = staticmethod(render_result)

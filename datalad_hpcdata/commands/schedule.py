@@ -13,6 +13,7 @@ from datalad.support.param import Parameter
 
 from ..dataset.handle import DatasetHandle
 from ..jobs.container import ContainerError
+from ..jobs.dataflow import annotate
 from ..jobs.schedule import ACTION, ScheduleError, job_pwd, plan, schedule
 from .options import alt_dir_opt
 from .render import render_result
@@ -38,6 +39,12 @@ class SlurmSchedule(Interface):
     nothing else in the dataset is touched). If the submission fails, the
     claim is released and the worktree restored. Nothing is committed now:
     run :command:`datalad slurm-finish` later.
+
+    An input in, under or over an output an open job claims makes the job
+    wait for that job: it is submitted with ``--dependency=afterok:<ids>``
+    (merged with a dependency of your own), the input need not exist yet,
+    and the result says ``depends_on``. Configuration
+    ``datalad.hpcdata.dependencies``: ``auto`` (default) or ``refuse``.
     """
 
     _examples_ = [
@@ -52,6 +59,12 @@ class SlurmSchedule(Interface):
                       "-o results sbatch code/job.sh",
              code_py="slurm_schedule('sbatch code/job.sh', container='sim', "
                      "inputs=['data'], outputs=['results'])"),
+        dict(text="Then one that reads those results at once: it waits for "
+                  "the first job in Slurm",
+             code_cmd="datalad slurm-schedule -i results -o plots "
+                      "sbatch code/plot.sh",
+             code_py="slurm_schedule('sbatch code/plot.sh', "
+                     "inputs=['results'], outputs=['plots'])"),
     ]
 
     result_renderer = "tailored"
@@ -120,6 +133,7 @@ class SlurmSchedule(Interface):
                                   type="dataset", status="impossible",
                                   message=str(e), logger=lgr)
             return
-        yield from schedule(handle, spec, jobs=jobs, dry_run=dry_run)
+        yield from annotate(schedule(handle, spec, jobs=jobs,
+                                     dry_run=dry_run), spec)
 
     custom_result_renderer = staticmethod(render_result)

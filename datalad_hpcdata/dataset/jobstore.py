@@ -329,6 +329,18 @@ class JobStore:
                             (row,)).fetchone()
         return _job(r) if r is not None else None
 
+    def overlapping_claims(self, paths: list[str]) -> list[tuple]:
+        """Claims of open jobs that equal, contain or lie below any of
+        `paths` (canonical; "" stands for the whole dataset), as
+        ``(path, claimed path, Job)``.  Read-only.  Only open jobs have
+        claims and the lookup uses the claims index, so its cost does not
+        grow with the job history."""
+        if "" in paths:
+            return [("", d.pop("cpath"), _job(d)) for d in map(dict, (
+                self.con.execute("SELECT c.path AS cpath, j.* FROM claims c "
+                                 "JOIN jobs j ON c.row = j.row")))]
+        return self._conflicts(self.con, sorted(set(paths)))
+
     def claims_of(self, row: int) -> list[str]:
         with self.session() as con:
             return [r[0] for r in con.execute(

@@ -19,6 +19,7 @@ from ..slurm import JobInfo, SlurmError
 from ..slurm.states import ACTIVE, COMPLETED, FAILED, UNKNOWN
 from . import submissions
 from .commit import Finished, commit_finished
+from .order import Flow, commit_in_order, report_blocked
 from .recovery import clean_staged, close_pending
 from .results import FINISH, job_result, lgr
 from .spec import JobSpec
@@ -150,9 +151,28 @@ def finish(handle: DatasetHandle, job_ids=None, message: str | None = None,
         for job in live:
             yield _listed(handle, job, infos.get(job.job_id))
         return
-    to_commit = []
+    yield from _decide_all(handle, live, infos, message, close_failed,
+                           commit_failed, keep_alt_dir, jobs)
+
+
+def _decide_all(handle: DatasetHandle, live: list[Job], infos: dict,
+                message: str | None, close_failed: bool, commit_failed: bool,
+                keep_alt_dir: bool, jobs):
+    """Decide every job (producers before consumers, see :mod:`.order`),
+    then commit the finished ones in data-flow order."""
     now = time.time()
+
+    def gone(job: Job) -> bool:
+        return now - (job.submit_time or now) >= UNKNOWN_GRACE
+
+    flow = Flow(handle.store, live, infos, commit_failed, gone)
+    blocked = [j for j in live if j.row in flow.blocked]
+    if blocked:
+        yield from report_blocked(handle, flow, blocked, close_failed)
+    to_commit = []
     for job in live:
+        if job.row in flow.blocked:
+            continue
         spec = JobSpec.from_dict(job.spec)
         info = infos.get(job.job_id)
         res = _decide(handle, job, spec, info, now, close_failed,
@@ -160,22 +180,28 @@ def finish(handle: DatasetHandle, job_ids=None, message: str | None = None,
         if res is None:
             to_commit.append(Finished(job, spec, info))
         else:
-            yield res
+            yield flow.annotate(job, res)
     if to_commit:
-        yield from commit_finished(handle, to_commit, message, keep_alt_dir,
-                                   jobs)
+        yield from commit_in_order(
+            handle, flow, to_commit, lambda batch: commit_finished(
+                handle, batch, message, keep_alt_dir, jobs))
 
 
 def _listed(handle: DatasetHandle, job: Job, info: JobInfo | None) -> dict:
     state = info.state if info else "UNKNOWN"
     outputs = job.spec.get("outputs")
+    deps = [d["slurm_job_id"] for d in job.spec.get("depends_on") or []
+            if d.get("slurm_job_id")]
     return job_result(
         handle, job, status="ok", action="slurm-list-open-jobs",
         state=state, state_class=info.state_class if info else UNKNOWN,
         exit_code=info.exit_code if info else None, outputs=outputs,
         submit_time=job.submit_time, cmd=job.spec.get("cmd"),
-        message="%s  %s  %s" % (job.job_id, state,
-                                ", ".join(outputs or [])))
+        depends_on=deps,
+        message="%s  %s  %s%s" % (job.job_id, state,
+                                  ", ".join(outputs or []),
+                                  "  (after %s)" % ", ".join(deps)
+                                  if deps else ""))
 
 
 def _decide(handle: DatasetHandle, job: Job, spec: JobSpec,

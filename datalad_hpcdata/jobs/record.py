@@ -129,6 +129,10 @@ def extension_tag() -> str:
     return "%s %s" % (EXTENSION, __version__)
 
 
+def _int_id(job_id):
+    return int(job_id) if str(job_id).isdigit() else job_id
+
+
 def _task_key(task: str):
     return (0, int(task)) if task.isdigit() else (1, task)
 
@@ -146,8 +150,7 @@ def build_record(dsid: str, job: Job, spec: JobSpec, info: JobInfo,
         "outputs": spec.outputs,
         "pwd": rel_pwd,
         "chain": spec.chain,
-        "slurm_job_id": int(job.job_id) if job.job_id.isdigit()
-        else job.job_id,
+        "slurm_job_id": _int_id(job.job_id),
         "slurm_outputs": [relative_to_pwd(log, rel_pwd) for log in logs],
         "cluster": job.cluster,
         "slurm_state": info.state,
@@ -165,6 +168,12 @@ def build_record(dsid: str, job: Job, spec: JobSpec, info: JobInfo,
     }
     if spec.container:
         rec["container"] = record_entry(spec.container)
+    if spec.depends_on:
+        # the producers whose outputs this job read, with their commits
+        rec["depends_on"] = [
+            dict({k: d.get(k) for k in ("cluster", "commit", "inputs")},
+                 slurm_job_id=_int_id(d.get("slurm_job_id")))
+            for d in spec.depends_on]
     if info.tasks:
         rec["array"] = spec.array
         rec["array_tasks"] = {

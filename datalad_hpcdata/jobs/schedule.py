@@ -37,7 +37,7 @@ from ..dataset.paths import (
 from ..dataset.worktree import missing_content, prepare_outputs, restore
 from ..slurm import SlurmError
 from ..slurm.argv import is_sbatch
-from . import submissions
+from . import dataflow, submissions
 from .container import with_container
 from .record import extension_tag
 from .signals import interruptible
@@ -107,10 +107,17 @@ def check_outputs(handle: DatasetHandle, outputs: list[str]) -> list[str]:
 
 
 def expanded_for_command(handle: DatasetHandle, specs: list[str],
-                         rel_pwd: str, must_exist: bool) -> list[str]:
-    """Paths relative to pwd, globs expanded, for {inputs}/{outputs}."""
+                         rel_pwd: str, must_exist: bool,
+                         keep: set[str] = frozenset()) -> list[str]:
+    """Paths relative to pwd, globs expanded, for {inputs}/{outputs}.
+
+    Specs in `keep` (inputs an open job writes) are passed as given: what
+    exists now is not what the job will read."""
     out = []
     for spec in specs:
+        if spec in keep:
+            out.append(relative_to_pwd(spec, rel_pwd))
+            continue
         hits = expand(spec, handle.root) if has_glob(spec) or must_exist \
             else [spec]
         out.extend(relative_to_pwd(h, rel_pwd) for h in hits)
@@ -170,11 +177,24 @@ def _alt_root(handle: DatasetHandle, alt_dir: str | None) -> str | None:
         raise ScheduleError("--alt-dir: %s" % e)
 
 
+def _flow(fn, *args):
+    """Call a :mod:`.dataflow` function; its errors are bad input."""
+    try:
+        return fn(*args)
+    except dataflow.DataflowError as e:
+        raise ScheduleError(str(e))
+
+
 def plan(handle: DatasetHandle, cmd, pwd_abs: str, inputs=None,
          extra_inputs=None, outputs=None, expand_opt: str | None = None,
          message: str | None = None, chain=None, alt_dir: str | None = None,
-         assume_ready: str | None = None, container=None) -> JobSpec:
-    """Validate everything and return the job spec (no side effects)."""
+         assume_ready: str | None = None, container=None,
+         planned=()) -> JobSpec:
+    """Validate everything and return the job spec (no side effects).
+
+    Inputs that open jobs (or the `planned` ones, see
+    :class:`.dataflow.Planned`) write make the job depend on those jobs:
+    they need not exist yet, and the submission gets their afterok."""
     rel_pwd = dataset_relative_pwd(handle, pwd_abs)
     in_specs = resolve_specs(handle, inputs, pwd_abs, "input")
     extra_specs = resolve_specs(handle, extra_inputs, pwd_abs, "extra input")
@@ -183,11 +203,18 @@ def plan(handle: DatasetHandle, cmd, pwd_abs: str, inputs=None,
         raise ScheduleError(
             "at least one -o/--output is required: slurm-finish commits only "
             "the declared outputs (and the job's Slurm logs)")
-    check_inputs_exist(handle, in_specs)
-    check_inputs_exist(handle, extra_specs, "extra input")
+    producers = _flow(dataflow.producers, handle, in_specs + extra_specs,
+                      planned)
+    produced = dataflow.produced_specs(producers)
+    check_inputs_exist(handle, [s for s in in_specs if s not in produced])
+    check_inputs_exist(handle, [s for s in extra_specs if s not in produced],
+                       "extra input")
     claims = check_outputs(handle, out_specs)
-    inputs_cmd = expanded_for_command(handle, in_specs, rel_pwd, True)
+    inputs_cmd = expanded_for_command(handle, in_specs, rel_pwd, True,
+                                      produced)
     outputs_cmd = expanded_for_command(handle, out_specs, rel_pwd, False)
+    # before _alt_root creates the directory
+    _flow(dataflow.check_alt_root, alt_dir, producers)
     alt_root = _alt_root(handle, alt_dir)
     job_pwd = pwd_abs
     if alt_root:
@@ -202,6 +229,8 @@ def plan(handle: DatasetHandle, cmd, pwd_abs: str, inputs=None,
                                 "call (the job's directory is set with "
                                 "--chdir)")
         argv = [argv[0], "--chdir=%s" % job_pwd] + argv[1:]
+    argv, dependency = _flow(dataflow.add_dependency, argv, pwd_abs,
+                             producers, lambda: cluster_name(handle))
     exp = expand_opt or ""
     rec_inputs = (inputs_cmd if exp in ("inputs", "both") else
                   [relative_to_pwd(s, rel_pwd) for s in in_specs])
@@ -215,7 +244,8 @@ def plan(handle: DatasetHandle, cmd, pwd_abs: str, inputs=None,
         outputs=rec_outputs, input_specs=in_specs + extra_specs,
         output_specs=out_specs, claims=claims, message=message,
         chain=list(chain or []), alt_dir=alt_dir or None, alt_root=alt_root,
-        assume_ready=assume_ready, extension=extension_tag())
+        assume_ready=assume_ready, extension=extension_tag(),
+        depends_on=[p.as_dict() for p in producers], dependency=dependency)
     return with_container(handle, spec, container, pwd_abs) if container \
         else spec
 
@@ -225,11 +255,15 @@ def _assumed(assume_ready: str | None, what: str) -> bool:
 
 
 def get_inputs(handle: DatasetHandle, spec: JobSpec, jobs=None) -> None:
-    """Get the content of annexed inputs that is not present."""
+    """Get the content of annexed inputs that is not present (not of what
+    the job's producers write: that is theirs to make)."""
     if _assumed(spec.assume_ready, "inputs"):
         return
-    need = missing_content(handle.root, [
-        h for s in spec.input_specs for h in expand(s, handle.root)])
+    hits = [h for s in spec.input_specs for h in expand(s, handle.root)]
+    if spec.depends_on:
+        hits = dataflow.outside_claims(handle.root, hits,
+                                       dataflow.spec_claims(spec.depends_on))
+    need = missing_content(handle.root, hits)
     if not need:
         return
     failed = [r for r in handle.ds.get(

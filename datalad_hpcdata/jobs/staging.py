@@ -26,6 +26,7 @@ from ..altdir import (
 from ..dataset.handle import DatasetHandle
 from ..dataset.paths import expand
 from ..slurm import JobInfo
+from .dataflow import outside_claims, spec_claims
 from .spec import JobSpec
 
 lgr = logging.getLogger("datalad.hpcdata.schedule")
@@ -55,9 +56,13 @@ def stage_job(handle: DatasetHandle, spec: JobSpec, jobs=None) -> StageReport:
         log_progress(lgr.info, pid, "", update=done_bytes,
                      total=max(total_bytes, 1), noninteractive_level=5)
 
+    inputs = staged_inputs(handle, spec)
+    if spec.depends_on:
+        # what the job's producers write is already staged, by them
+        inputs = outside_claims(handle.root, inputs,
+                                spec_claims(spec.depends_on))
     try:
-        report = stage_inputs(handle.root, alt_root,
-                              staged_inputs(handle, spec),
+        report = stage_inputs(handle.root, alt_root, inputs,
                               jobs=_threads(jobs), progress=progress)
     finally:
         log_progress(lgr.info, pid, "Staged inputs", noninteractive_level=5)
