@@ -89,3 +89,11 @@ def records_from_sacct(text: str) -> list[dict]:
             {"id": row["JobID"].split(".", 1)[1],
              "max_rss": int(rss) if rss.isdigit() else None})
     return list(records.values())
+
+
+def unsourced(info) -> dict:
+    """A JobInfo as a dict without `source` (which says which backend)."""
+    d = info.as_dict()
+    d.pop("source")
+    d["tasks"] = {k: unsourced(t) for k, t in info.tasks.items()}
+    return d

@@ -26,7 +26,7 @@ import sys
 import time
 
 import pytest
-from pyslurm_feed import records_from_sacct
+from pyslurm_feed import records_from_sacct, unsourced
 from pyslurm_standin import Standin
 
 from datalad_hpcdata.slurm import SlurmError, cli, get_backend, probe
@@ -74,13 +74,6 @@ def same_as_sacct(text: str, ids: list[str]) -> dict:
         assert got[jid].source == "pyslurm"
         assert unsourced(got[jid]) == unsourced(want[jid])
     return got
-
-
-def unsourced(info) -> dict:
-    d = info.as_dict()
-    d.pop("source")
-    d["tasks"] = {k: unsourced(t) for k, t in info.tasks.items()}
-    return d
 
 
 T = "2026-03-01T10:00:%02d"
@@ -310,9 +303,8 @@ def test_query_window_and_one_load(standin, monkeypatch):
 def test_busy_slurmdbd_is_retried(standin, monkeypatch):
     standin.install("25.11.2")
     pyslurm = feed(standin, ARRAY)
-    monkeypatch.setattr(cli, "RETRY_DELAYS", (0.0, 0.0))
-    monkeypatch.setattr("datalad_hpcdata.slurm.pyslurm.RETRY_DELAYS",
-                        (0.0, 0.0))
+    pauses = []
+    monkeypatch.setattr(cli, "pause", pauses.append)
     real = pyslurm.db.Jobs.load
     answers = [pyslurm.RPCError(msg="Socket timed out on send/recv "
                                     "operation")]
@@ -325,6 +317,7 @@ def test_busy_slurmdbd_is_retried(standin, monkeypatch):
     backend = PyslurmBackend()
     assert backend.query(["100"])["100"].source == "pyslurm"
     assert backend.calls["pyslurm.db.Jobs.load"] == 2
+    assert pauses == [cli.RETRY_DELAYS[0]]
 
 
 def test_cancel_continues_past_failures(standin):

@@ -66,6 +66,11 @@ def busy(text: str) -> bool:
     return bool(BUSY.search(text or ""))
 
 
+def pause(seconds: float) -> None:
+    """The backoff between attempts (one place, so tests can watch it)."""
+    time.sleep(seconds)
+
+
 def local_time(epoch: float) -> str:
     """Epoch seconds as a time sacct parses (local, like its output)."""
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(epoch))
@@ -101,7 +106,7 @@ class CLIBackend(Backend):
             delay = delays.pop(0)
             lgr.debug("%s: Slurm busy (%s); retrying in %.0f s", tool, why,
                       delay)
-            time.sleep(delay)
+            pause(delay)
 
     # -- submission -------------------------------------------------------
     def submit(self, argv, cwd, env=None) -> Submission:

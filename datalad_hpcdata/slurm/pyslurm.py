@@ -37,7 +37,8 @@ from __future__ import annotations
 import logging
 import time
 
-from .cli import RETRY_DELAYS, SINCE_MARGIN, CLIBackend, busy
+from . import cli
+from .cli import SINCE_MARGIN, CLIBackend, busy
 from .parse import (
     clean,
     format_elapsed,
@@ -146,7 +147,7 @@ class PyslurmBackend(CLIBackend):
             window = {"start_time": int(float(since) - SINCE_MARGIN),
                       "end_time": int(time.time())}
         flt = pyslurm.db.JobFilter(ids=[int(j) for j in job_ids], **window)
-        delays = list(RETRY_DELAYS)
+        delays = list(cli.RETRY_DELAYS)
         while True:
             self.calls["pyslurm.db.Jobs.load"] += 1
             try:
@@ -157,7 +158,7 @@ class PyslurmBackend(CLIBackend):
                 delay = delays.pop(0)
                 lgr.debug("slurmdbd busy (%s); retrying in %.0f s", e,
                           delay)
-                time.sleep(delay)
+                cli.pause(delay)
 
     def cancel(self, job_ids) -> dict[str, str]:
         """pyslurm.Job(id).cancel() for each job, whatever fails."""
