@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -36,6 +37,7 @@ from datalad_hpcdata.dataset.handle import DatasetHandle
 from datalad_hpcdata.slurm import cli
 
 KW = dict(result_renderer="disabled", return_type="list", on_failure="ignore")
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
 
 @pytest.fixture
@@ -154,6 +156,23 @@ def test_unreachable_controller_gives_up_after_bounded_retries(
     assert pauses == list(cli.RETRY_DELAYS)
     assert "Unable to contact slurm controller" in slurm_calls[-1][2]
     assert "accounting storage is disabled" in slurm_calls[0][2]
+
+
+def test_recorded_refusal_texts_are_what_sbatch_prints(slurm):
+    """tools/sbatch-refusals.sh --quick against a private controller that
+    enforces limits: sbatch still prints what tests/test_parsing.py holds
+    (MaxJobCount is left out: sbatch retries it for two minutes)."""
+    from test_parsing import REFUSED
+    out = subprocess.run(["bash", str(TOOLS / "sbatch-refusals.sh"),
+                          "--quick"], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr
+    printed = dict(re.findall(r"^=== (\S+) \(rc 1\)\n(.*?)(?=^===|\Z)",
+                              out.stdout, re.S | re.M))
+    names = {"InvalidAccount": "invalid account", "InvalidQOS": "invalid QOS"}
+    assert len(printed) == 4
+    for name, text_ in printed.items():
+        assert text_.strip() == REFUSED[names.get(name, name)]
 
 
 QOS_REFUSAL = (

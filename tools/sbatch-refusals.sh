@@ -4,9 +4,10 @@
 # The shared test cluster (tools/slurm-cluster.sh) does not enforce
 # accounting limits, and changing that would restart its controller under
 # everybody's tests.  This script starts a second, private slurmctld for a
-# moment instead: cluster "hpcdlim" on 127.0.0.1:6917, registered in the
-# test cluster's slurmdbd, with AccountingStorageEnforce=associations,
-# limits,qos and MaxJobCount=3, and no compute node (jobs stay pending).
+# moment instead: cluster "hpcdlim" on a free 127.0.0.1 port, registered
+# in the test cluster's slurmdbd, with AccountingStorageEnforce=associations,
+# limits,qos, no compute node (jobs stay pending), MaxJobCount=100 and
+# for the MaxJobCount case 1.
 # It then provokes each refusal once with the real sbatch and prints
 #
 #   === NAME (rc N)
@@ -16,7 +17,8 @@
 # invalid account, an invalid QOS and MaxJobCount (sbatch retries the last
 # one for about two minutes before it gives up).  Everything it created
 # (controller, cluster, account, QOS, jobs) is removed on exit, also on
-# failure.  The texts are what tests/test_sbatch_refusals.py holds.
+# failure.  The texts are what tests/test_parsing.py holds (REFUSED), and
+# tests/test_slurm_queries.py checks them against this script's output.
 #
 # Usage (root, test cluster up): bash tools/sbatch-refusals.sh [--quick]
 #   --quick  skips the MaxJobCount case (the two-minute retry loop)
@@ -31,13 +33,19 @@ DIR=$(mktemp -d /tmp/hpcdlim.XXXXXX)
 CONF=$DIR/slurm.conf
 CTLD_PID=""
 host=$(hostname -s)
+free_port() {
+    python3 -c 'import socket; s = socket.socket()
+s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+CTLD_PORT=$(free_port)
+SLURMD_PORT=$(free_port)
 
 write_conf() {   # MAXJOBCOUNT
     cat >"$CONF" <<EOF
 ClusterName=$CLUSTER
 SlurmctldHost=$host(127.0.0.1)
-SlurmctldPort=6917
-SlurmdPort=6928
+SlurmctldPort=$CTLD_PORT
+SlurmdPort=$SLURMD_PORT
 SlurmUser=root
 AuthType=auth/munge
 CryptoType=crypto/munge

@@ -92,6 +92,8 @@ class CLIBackend(Backend):
         delays = list(RETRY_DELAYS) if retry else []
         while True:
             self.calls[tool] += 1
+            lgr.debug("Slurm call %d of this command: %s",
+                      sum(self.calls.values()), tool)
             try:
                 proc = run(argv, **kw)
             except SlurmError as e:

@@ -122,6 +122,8 @@ def _installation(spec) -> str:
 
 def probe() -> tuple[dict | None, str]:
     """Import pyslurm in a child process: (its report, '') or (None, why)."""
+    if not sys.executable:
+        return None, "no Python interpreter to run the pyslurm probe with"
     env = {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     try:
         proc = run_command([sys.executable, "-c", PROBE], env=env,
