@@ -138,7 +138,8 @@ def finish(handle: DatasetHandle, job_ids=None, message: str | None = None,
                     message="committed by an interrupted earlier run")
         live = [j for j in live if j.row not in recovered]
     try:
-        infos = handle.backend.query([j.job_id for j in live])
+        infos = handle.backend.query([j.job_id for j in live], since=min(
+            (j.submit_time or 0 for j in live), default=0) or None)
     except SlurmError as e:
         for job in live:
             yield job_result(handle, job, status="error",

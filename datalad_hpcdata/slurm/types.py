@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 from ..runner import CommandError
@@ -13,7 +14,12 @@ class SlurmError(CommandError):
 
 
 class SubmissionError(SlurmError):
-    pass
+    """No job was submitted (nothing is claimed or changed)."""
+
+    #: the Slurm limit or check that refused the job, when sbatch named one
+    #: (e.g. ``QOSMaxSubmitJobPerUserLimit``, ``MaxJobCount``,
+    #: ``invalid account``); empty otherwise
+    limit: str = ""
 
 
 @dataclass
@@ -93,7 +99,11 @@ class JobInfo:
 
 
 class Backend:
-    """Interface: submit, query many jobs in one call, cancel, submit info."""
+    """Interface: submit, query many jobs in one call, cancel, submit info.
+
+    `calls` counts every request sent to Slurm (per tool or API call,
+    retries included) over the backend's life: one command uses one
+    backend, so this is the command's Slurm cost (docs/slurm-calls.md)."""
 
     name = "abstract"
     #: why accounting could not be asked in the last query (None: it
@@ -101,19 +111,28 @@ class Backend:
     #: yet", not "unknown to Slurm"
     accounting_error: str | None = None
 
+    def __init__(self) -> None:
+        self.calls: Counter = Counter()
+
     def submit(self, argv: list[str], cwd: str, env=None,
                stdin: str | None = None) -> Submission:
         """Run the submission; `stdin` is a batch script sbatch reads
         from standard input (when argv names none)."""
         raise NotImplementedError
 
-    def query(self, job_ids: list[str]) -> dict[str, JobInfo]:
+    def query(self, job_ids: list[str],
+              since: float | None = None) -> dict[str, JobInfo]:
         """States and accounting details of many jobs with one query.
 
-        Jobs Slurm does not know are absent from the result."""
+        `since` (epoch seconds) is the earliest submit time of the jobs
+        asked about; accounting is searched from a margin before it to
+        now instead of from the epoch.  Jobs Slurm does not know are absent
+        from the result."""
         raise NotImplementedError
 
-    def cancel(self, job_ids: list[str]) -> None:
+    def cancel(self, job_ids: list[str]) -> dict[str, str]:
+        """Cancel every job, continuing past failures; returns
+        {job id: why} for the jobs that could not be cancelled."""
         raise NotImplementedError
 
     def submit_info(self, job_id: str) -> dict:
