@@ -8,10 +8,9 @@ mapping) through ``servers/fake_irods.py``, not a real server.
 import base64
 import hashlib
 import os
-import sys
 
 import pytest
-from conftest import assert_testremote_passed, requires_annex
+from conftest import assert_testremote_passed, requires_annex, wrapper_program
 
 pytest.importorskip("irods")
 
@@ -110,10 +109,7 @@ def irods_repo(make_repo, irods_root, tmp_path):
     """A repository whose git-annex runs the remote with the fake session
     (a test-only ``git-annex-remote-hpcdata`` first on its PATH)."""
     bindir = tmp_path / "fake-irods-bin"
-    bindir.mkdir()
-    program = bindir / "git-annex-remote-hpcdata"
-    program.write_text('#!/bin/sh\nexec "{}" "{}" "$@"\n'.format(sys.executable, FAKE_REMOTE))
-    program.chmod(0o755)
+    wrapper_program(bindir, FAKE_REMOTE)
     repo = make_repo()
     repo.env.update(HPCDATA_FAKE_IRODS_ROOT=str(irods_root),
                     PATH=str(bindir) + os.pathsep + repo.env["PATH"])

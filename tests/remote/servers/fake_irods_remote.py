@@ -12,10 +12,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from servers.fake_irods import FakeSession  # noqa: E402
-
 from datalad_hpcdata.remote.main import main  # noqa: E402
 from datalad_hpcdata.remote.stores import irods  # noqa: E402
+from servers.fake_irods import FakeSession  # noqa: E402
 
 
 def _connect(self):
