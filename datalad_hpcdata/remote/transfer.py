@@ -5,18 +5,29 @@ objects that check them, hashing local files, the offset a resumed download
 continues from, copying chunks with cumulative progress, the length check
 after a download and emptying a file whose content failed verification (so
 that a later attempt does not resume from corrupt bytes).
+
+For transfers that verify while they stream: ``Tally`` (a byte count many
+threads add to, reported cumulatively and monotonically), ``PartsHasher``
+(the per-part MD5s of an S3 multipart object and its composite ETag) and
+``Digester`` (hashes in a helper thread while the caller receives and
+writes, with a bounded number of chunks in flight).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from typing import Callable, Iterable
+import queue
+import re
+import threading
+from typing import Any, Callable, Iterable
 
 from .entries import Checksum, ProgressFn
-from .errors import HpcdataError
+from .errors import ConfigError, HpcdataError
 
 HASH_CHUNK = 1 << 20  # read size when hashing a local file
+MIB = 1 << 20
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
 
 
 def checksum_hasher(algorithm: str | None) -> hashlib._Hash | None:
@@ -92,3 +103,175 @@ def check_length(what: str, have: int, size: int | None) -> None:
         raise HpcdataError(
             "%s: transfer truncated: received %s of %s bytes"
             % (what, have, size))
+
+
+def parse_size(text: str, what: str) -> int:
+    """``"16MiB"``, ``"16M"``, ``"16777216"`` -> bytes (powers of 1024)."""
+    match = _SIZE.match(text or "")
+    if not match:
+        raise ConfigError("%s must be a size such as 16MiB, not %r"
+                          % (what, text))
+    unit = "bkmgt".index((match.group(2) or "b").lower())
+    return int(match.group(1)) * 1024 ** unit
+
+
+class Tally:
+    """A byte count that any thread may add to.
+
+    ``progress`` (cumulative) is called under a lock with a count that never
+    decreases, although ``add`` may get negative numbers (a part sent again).
+    """
+
+    def __init__(self, progress: ProgressFn | None, start: int = 0) -> None:
+        self.progress = progress
+        self.total = start
+        self.reported = -1
+        self._lock = threading.Lock()
+        self.add(0)
+
+    def add(self, count: int) -> None:
+        with self._lock:
+            self.total += count
+            if self.progress is not None and self.total > self.reported:
+                self.reported = self.total
+                self.progress(self.total)
+
+
+def composite_etag(digests: list[bytes]) -> str:
+    """S3's ETag of a multipart object from its parts' binary MD5s."""
+    return "%s-%d" % (hashlib.md5(b"".join(digests)).hexdigest(),
+                      len(digests))
+
+
+class PartsHasher:
+    """MD5 of every ``part_size`` piece of a stream that arrives in order."""
+
+    def __init__(self, part_size: int) -> None:
+        self.part_size = part_size
+        self.digests: list[bytes] = []
+        self._current = hashlib.md5()
+        self._filled = 0
+
+    def update(self, data: Any) -> None:
+        view = memoryview(data)
+        while len(view):
+            take = min(len(view), self.part_size - self._filled)
+            self._current.update(view[:take])
+            self._filled += take
+            view = view[take:]
+            if self._filled == self.part_size:
+                self.digests.append(self._current.digest())
+                self._current = hashlib.md5()
+                self._filled = 0
+
+    def etag(self) -> str:
+        """The composite ETag of everything fed so far."""
+        digests = list(self.digests)
+        if self._filled:
+            digests.append(self._current.digest())
+        return composite_etag(digests)
+
+
+class Digester:
+    """Hash data in a helper thread while the caller fetches and writes.
+
+    ``acquire()`` waits for one of ``slots`` (bounding the data in flight),
+    ``submit(data)`` queues ``data`` for ``update`` and frees the slot when
+    it is hashed, ``release()`` frees a slot that got no data.  hashlib
+    drops the GIL, so hashing runs beside the network and the disk.
+    ``finish()`` waits for the queue and re-raises a hashing error.
+    """
+
+    def __init__(self, update: Callable[[Any], object], slots: int) -> None:
+        self._update = update
+        self._slots = threading.BoundedSemaphore(max(1, slots))
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name="hpcdata-hash")
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            data = self._queue.get()
+            if data is None:
+                return
+            try:
+                if self._error is None:
+                    self._update(data)
+            except BaseException as exc:  # reported by finish()
+                self._error = exc
+            finally:
+                self._slots.release()
+
+    def acquire(self, blocking: bool = True) -> bool:
+        return self._slots.acquire(blocking)
+
+    def release(self) -> None:
+        self._slots.release()
+
+    def submit(self, data: Any) -> None:
+        self._queue.put(data)
+
+    def finish(self) -> None:
+        self._queue.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def __enter__(self) -> Digester:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+
+class InlineDigester(Digester):
+    """A ``Digester`` that hashes at once, in the caller's thread (for
+    data too small to be worth a thread)."""
+
+    def __init__(self, update: Callable[[Any], object],
+                 slots: int = 1) -> None:
+        self._update = update
+
+    def acquire(self, blocking: bool = True) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+    def submit(self, data: Any) -> None:
+        self._update(data)
+
+    def finish(self) -> None:
+        pass
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def digester(update: Callable[[Any], object] | None, slots: int,
+             amount: int | None) -> Digester:
+    """A ``Digester`` for ``amount`` bytes (None: unknown) of data."""
+    if update is None:
+        return InlineDigester(lambda data: None)
+    if amount is not None and amount <= HASH_CHUNK:
+        return InlineDigester(update)
+    return Digester(update, slots)
+
+
+def raw_reader(raw: Any, chunk: int) -> Callable[[], bytes]:
+    """``read()`` -> the next ``chunk`` bytes of a urllib3 response body.
+
+    Read straight from the http.client response underneath (one copy, big
+    reads) when there is one; the caller makes sure the body is not
+    content-encoded.  Otherwise through urllib3.
+    """
+    import http.client
+
+    fp = getattr(raw, "_fp", None)
+    if isinstance(fp, http.client.HTTPResponse):
+        return lambda: fp.read(chunk)
+    return lambda: raw.read(chunk)

@@ -57,19 +57,35 @@ def test_s3_copy_drop_get_fsck_and_layout(make_repo, s3server, tmp_path):
 def test_multipart_upload(make_repo, s3server):
     bucket = _bucket()
     repo = make_repo()
-    repo.env.update(AWS_ACCESS_KEY_ID=S3_KEY, AWS_SECRET_ACCESS_KEY=S3_SECRET,
-                    DATALAD_HPCDATA_S3_MULTIPART_THRESHOLD=str(5 * 1024 * 1024))
+    repo.env.update(AWS_ACCESS_KEY_ID=S3_KEY, AWS_SECRET_ACCESS_KEY=S3_SECRET)
     repo.initremote("s3store", "store=s3", "bucket=" + bucket, "endpoint=" + s3server["endpoint"],
-                    "region=us-east-1", "addressing=path")
+                    "region=us-east-1", "addressing=path", "partsize=5MiB", "concurrency=3")
     with open(os.path.join(repo.path, "mp.dat"), "wb") as fh:
         fh.write(os.urandom(11 * 1024 * 1024))
     repo.annex("add", "mp.dat")
     repo.annex("copy", "--to=s3store", "mp.dat")
-    head = s3server["client"].head_object(Bucket=bucket, Key=repo.key("mp.dat"))
-    assert "-" in head["ETag"]  # stored as a multipart object
+    client = s3server["client"]
+    head = client.head_object(Bucket=bucket, Key=repo.key("mp.dat"))
+    assert head["ETag"].strip('"').endswith("-3")  # 5 + 5 + 1 MiB
+    assert head["Metadata"] == {"hpcdata-partsize": str(5 * 1024 * 1024)}
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
     repo.annex("drop", "mp.dat")
     repo.annex("get", "mp.dat")
     repo.annex("fsck", "mp.dat")
+
+
+def test_partsize_and_concurrency_are_checked(make_repo, moto_s3):
+    repo = make_repo()
+    repo.env.update(AWS_ACCESS_KEY_ID=S3_KEY, AWS_SECRET_ACCESS_KEY=S3_SECRET)
+    base = ["store=s3", "bucket=" + _bucket(), "endpoint=" + moto_s3["endpoint"]]
+    for bad, message in (("partsize=1MiB", "between 5MiB and 5GiB"),
+                         ("partsize=lots", "must be a size"),
+                         ("concurrency=0", "number from 1 to 64")):
+        proc = repo.initremote("s3store", *base, bad, check=False)
+        assert proc.returncode != 0
+        assert message in proc.stdout + proc.stderr
+    assert "s3store" not in repo.git("remote").stdout
+    repo.initremote("s3store", *base, "partsize=64M", "concurrency=8")
 
 
 def test_s3_url_addurl_drop_get_fsck(make_repo, s3server):

@@ -1,0 +1,291 @@
+"""Downloads from S3: resumable, parallel for large objects, one pass.
+
+* Every GET names the object version that was checked (``If-Match`` with
+  the ETag of the HEAD), so the bytes cannot come from two versions.
+* A partial file is continued from its length with ranged GETs (its bytes
+  are hashed first); a connection that breaks while a body is read is
+  retried from where it stopped, a bounded number of times.
+* Objects larger than ``DOWNLOAD_CHUNK`` are fetched as ranges of that
+  size, ``concurrency`` GETs at a time, and written **in order**, so the file
+  is always a prefix of the object (what resuming relies on).  At most
+  ``concurrency + 2`` chunks are in memory, whatever the object's size.
+* Verification while the data streams, in a helper thread: a single-part
+  object's MD5 must equal its ETag; a multipart object's part MD5s give the
+  composite ETag, with the part size taken from our upload's metadata
+  (``x-amz-meta-hpcdata-partsize``) or from the server (HEAD with
+  ``partNumber`` 1 and N).  Without either (encrypted objects, servers
+  without ``partNumber``) only the size is checked here; git-annex checks
+  the key's hash in every case.
+
+``s3`` is a :class:`.s3.S3` (``request``, ``head``, ``concurrency`` used).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import logging
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, BinaryIO, Callable
+
+import urllib3
+
+from ..entries import ProgressFn
+from ..errors import HpcdataError, VerificationError
+from ..transfer import (
+    MIB,
+    Digester,
+    PartsHasher,
+    Tally,
+    check_length,
+    digester,
+    discard,
+    hash_file,
+    raw_reader,
+    resume_offset,
+)
+from .s3_etags import METADATA_PARTSIZE, composite_form, plain_md5_etag
+
+lgr = logging.getLogger("datalad.hpcdata.remote")
+
+DOWNLOAD_CHUNK = 8 * MIB  # bytes per ranged GET of a large object
+READ = MIB  # bytes per read of a single-GET body
+ATTEMPTS = 5  # GETs per range before a broken connection is fatal
+NETWORK_ERRORS = (OSError, http.client.HTTPException,
+                  urllib3.exceptions.HTTPError)
+ENCRYPTED = ("aws:kms", "aws:kms:dsse")
+
+
+class Interrupted(HpcdataError):
+    """The connection broke while a body was read."""
+
+
+class Check:
+    """What the streamed bytes must hash to."""
+
+    def __init__(self, hasher: Any, expected: str,
+                 result: Callable[[Any], str], kind: str) -> None:
+        self.hasher = hasher
+        self.expected = expected
+        self.result = result
+        self.kind = kind
+
+    def update(self, data: Any) -> None:
+        self.hasher.update(data)
+
+    def failure(self) -> str | None:
+        got = self.result(self.hasher)
+        if got == self.expected:
+            return None
+        return "the data's %s is %s, the object's ETag %s" % (
+            self.kind, got, self.expected)
+
+
+def download(s3: Any, bucket: str, key: str, path: str,
+             progress: ProgressFn | None,
+             head: dict[str, Any] | None = None) -> int:
+    """Download object ``key`` into ``path`` (resuming), verified."""
+    what = "s3://%s/%s" % (bucket, key)
+    head = head or s3.head(bucket, key)
+    size = head.get("ContentLength")
+    check = verifier(s3, bucket, key, head)
+    have = resume_offset(path, size)
+    if have and check is not None:
+        hash_file(check.hasher, path)  # the part already there
+    elif not have:
+        discard(path)
+    tally = Tally(progress, have)
+    fetch = Fetch(s3, bucket, key, head.get("ETag"), what)
+    receive = _single
+    if (size is not None and size - have > DOWNLOAD_CHUNK
+            and s3.concurrency > 1):
+        receive = _parallel
+    if size is None or have < size:
+        with open(path, "ab") as out:
+            have = receive(fetch, out, have, size, tally, check,
+                           s3.concurrency)
+    check_length(what, have, size)
+    problem = check.failure() if check is not None else None
+    if problem:
+        discard(path)
+        raise VerificationError("%s: checksum mismatch (%s); the data was "
+                                "discarded" % (what, problem))
+    return have
+
+
+def verifier(s3: Any, bucket: str, key: str,
+             head: dict[str, Any]) -> Check | None:
+    """How to verify the object of ``head``, or None (size only)."""
+    if (head.get("ServerSideEncryption") in ENCRYPTED
+            or head.get("SSECustomerAlgorithm")):
+        return None
+    etag = head.get("ETag")
+    md5 = plain_md5_etag(etag)
+    if md5:
+        return Check(hashlib.md5(), md5, lambda h: h.hexdigest(), "MD5")
+    form = composite_form(etag)
+    if form is None:
+        return None
+    part = part_size(s3, bucket, key, head, form[1])
+    if part is None:
+        lgr.debug("s3://%s/%s: part size unknown, size check only",
+                  bucket, key)
+        return None
+    return Check(PartsHasher(part), form[0], lambda h: h.etag(),
+                 "composite ETag")
+
+
+def part_size(s3: Any, bucket: str, key: str, head: dict[str, Any],
+              count: int) -> int | None:
+    """The part size of a ``count``-part object whose parts are uniform."""
+    size = head.get("ContentLength") or 0
+
+    def fits(part: int) -> bool:
+        return part > 0 and -(-size // part) == count
+
+    meta = str((head.get("Metadata") or {}).get(METADATA_PARTSIZE, ""))
+    if meta.isdigit() and fits(int(meta)):
+        return int(meta)
+    try:
+        first = s3.head(bucket, key, PartNumber=1, IfMatch=head["ETag"])
+        part = int(first.get("ContentLength") or 0)
+        if (int(first.get("PartsCount") or 0) != count or not fits(part)):
+            return None
+        if count > 1:
+            last = s3.head(bucket, key, PartNumber=count,
+                           IfMatch=head["ETag"])
+            if last.get("ContentLength") != size - (count - 1) * part:
+                return None
+    except HpcdataError:  # no partNumber support
+        return None
+    return part
+
+
+class Fetch:
+    """GETs of one object version."""
+
+    def __init__(self, s3: Any, bucket: str, key: str, etag: str | None,
+                 what: str) -> None:
+        self.s3 = s3
+        self.bucket = bucket
+        self.key = key
+        self.etag = etag
+        self.what = what
+
+    def open(self, start: int, end: int | None = None) -> Any:
+        """The body of a GET of bytes ``start``..``end`` (exclusive)."""
+        kwargs = {"Bucket": self.bucket, "Key": self.key}
+        if start or end is not None:
+            kwargs["Range"] = "bytes=%s-%s" % (
+                start, "" if end is None else end - 1)
+        if self.etag:
+            kwargs["IfMatch"] = self.etag  # the version that was checked
+        return self.s3.request(self.what, "get_object", **kwargs)["Body"]
+
+    def reader(self, body: Any, chunk: int) -> Callable[[], bytes]:
+        source = raw_reader(getattr(body, "_raw_stream", body), chunk)
+
+        def read() -> bytes:
+            try:
+                return source()
+            except NETWORK_ERRORS as exc:
+                raise Interrupted("%s: connection broken (%s)"
+                                  % (self.what, type(exc).__name__))
+
+        return read
+
+    def range(self, start: int, end: int) -> bytes:
+        """Bytes ``start``..``end`` of the object (retrying a broken read)."""
+        problem = ""
+        for attempt in range(ATTEMPTS):
+            body = self.open(start, end)
+            try:
+                data = self.reader(body, end - start)()
+            except Interrupted as exc:
+                problem = str(exc)
+            else:
+                if len(data) == end - start:
+                    return data
+                problem = "%s: short read of bytes %s-%s" % (
+                    self.what, start, end - 1)
+            finally:
+                body.close()
+            time.sleep(min(2.0, 0.1 * 2 ** attempt))
+        raise HpcdataError("%s (gave up after %s attempts)"
+                           % (problem, ATTEMPTS))
+
+
+def _single(fetch: Fetch, out: BinaryIO, have: int, size: int | None,
+            tally: Tally, check: Check | None, concurrency: int) -> int:
+    """One GET from ``have`` on; a broken read continues with a Range."""
+    update = check.update if check is not None else None
+    amount = None if size is None else size - have
+    problem = "connection closed early"
+    with digester(update, 8, amount) as hashing:
+        try:
+            for attempt in range(ATTEMPTS):
+                body = fetch.open(have)
+                read = fetch.reader(body, READ)
+                broken = False
+                try:
+                    while True:
+                        hashing.acquire()
+                        try:
+                            data = read()
+                        except Interrupted as exc:
+                            hashing.release()
+                            problem, broken = str(exc), True
+                            break
+                        if not data:
+                            hashing.release()
+                            break
+                        out.write(data)
+                        hashing.submit(data)
+                        have += len(data)
+                        tally.add(len(data))
+                finally:
+                    body.close()
+                if (size is None and not broken) or (
+                        size is not None and have >= size):
+                    return have
+                time.sleep(min(2.0, 0.1 * 2 ** attempt))
+        finally:
+            hashing.finish()
+    raise HpcdataError("%s (gave up after %s attempts)" % (problem, ATTEMPTS))
+
+
+def _parallel(fetch: Fetch, out: BinaryIO, have: int, size: int,
+              tally: Tally, check: Check | None, concurrency: int) -> int:
+    """Ranged GETs, ``concurrency`` at a time, written in order."""
+    update = check.update if check is not None else None
+    ranges = [(start, min(start + DOWNLOAD_CHUNK, size))
+              for start in range(have, size, DOWNLOAD_CHUNK)]
+    pending: deque[Any] = deque()
+    # a real Digester even without a check: its slots bound the memory
+    with Digester(update or (lambda data: None), concurrency + 2) as hashing, \
+            ThreadPoolExecutor(concurrency,
+                               thread_name_prefix="hpcdata-get") as ex:
+        try:
+            index = 0
+            while True:
+                # a slot per range in flight, taken in range order
+                while index < len(ranges) and hashing.acquire(
+                        blocking=not pending):
+                    pending.append(ex.submit(fetch.range, *ranges[index]))
+                    index += 1
+                if not pending:
+                    break
+                data = pending.popleft().result()
+                out.write(data)
+                hashing.submit(data)
+                have += len(data)
+                tally.add(len(data))
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+        finally:
+            hashing.finish()
+    return have
