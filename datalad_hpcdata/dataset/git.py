@@ -6,21 +6,44 @@ the trees on the changed paths (``git cat-file --batch``) and writing only
 the trees that changed (``git mktree --batch``): cost follows the number and
 depth of changed paths and the size of the directories they are in, not the
 size of the dataset.  :func:`annex_add` stages files into a scratch index
-holding only them, for the same reason.
+holding only them, for the same reason, and :func:`update_index` then tells
+the real index about exactly those paths: in a split index (see
+:mod:`.gitindex`) without reading or rewriting the shared part.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import os
+import shutil
+import sys
 
 from ..runner import CommandError, popen, run
+from . import gitindex
 
 TREE_MODE = "40000"
+# an index this large that is not split yet (and core.splitIndex unset) is
+# split by the next update: from then on updates leave the shared part alone
+SPLIT_INDEX_MIN_ENTRIES = 100_000
 GITLINK_MODE = "160000"
 ZERO = "0" * 40
 # pathspecs are always literal: a file named "a*" is not a pattern
 GIT_ENV = {"GIT_LITERAL_PATHSPECS": "1"}
+
+
+def _config_env(key: str, value: str) -> dict:
+    """Environment that sets one git config item for every git process
+    started with it (git-annex's too), keeping the caller's own."""
+    n = int(os.environ.get("GIT_CONFIG_COUNT", "0") or 0)
+    return {"GIT_CONFIG_COUNT": str(n + 1), "GIT_CONFIG_KEY_%d" % n: key,
+            "GIT_CONFIG_VALUE_%d" % n: value}
+
+
+def no_split_env() -> dict:
+    """Scratch indexes are never split (no sharedindex.* files left)."""
+    return _config_env("core.splitIndex", "false")
 
 
 class GitError(CommandError):
@@ -213,6 +236,69 @@ def ls_files_stage(repo, paths, env=None) -> dict:
                         *paths, env=env).stdout, sha_field=1)
 
 
+@functools.lru_cache(maxsize=None)
+def annex_command() -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """(argv prefix, extra environment) that runs git-annex.
+
+    The git-annex wheel from PyPI installs ``git-annex`` as a Python script
+    that only sets ``MAGIC`` and execs the real binary next to its module:
+    a Python start-up (~40 ms) per call.  When that script is the one on
+    PATH and the module is importable here, run the binary directly, with
+    the same environment; otherwise ``git annex`` as usual."""
+    script = shutil.which("git-annex")
+    spec = importlib.util.find_spec("git_annex") if script else None
+    if spec is None or not spec.origin:
+        return ("git", "annex"), ()
+    try:
+        with open(script, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return ("git", "annex"), ()
+    if not head.startswith(b"#!") or b"from git_annex import cli" not in head:
+        return ("git", "annex"), ()
+    interpreter = head[2:].split(b"\n", 1)[0].strip().decode(errors="replace")
+    if os.path.realpath(interpreter) != os.path.realpath(sys.executable):
+        return ("git", "annex"), ()
+    pkg = os.path.dirname(spec.origin)
+    binary = os.path.join(pkg, "git-annex")
+    if not os.access(binary, os.X_OK):
+        return ("git", "annex"), ()
+    magic = os.path.join(pkg, "magic.mgc")
+    return (binary,), ((("MAGIC", magic),) if os.path.exists(magic) else ())
+
+
+def config(root) -> dict:
+    """The repository's git configuration (last value of each key)."""
+    out = git(root, "config", "-z", "--list", check=False).stdout
+    found = {}
+    for rec in out.split("\0"):
+        key, _, value = rec.partition("\n")
+        if key:
+            found[key.lower()] = value
+    return found
+
+
+def _annex_argv(command: str, settings: dict) -> tuple[list[str], dict]:
+    """argv and environment that run git-annex `command` for `annex_add`.
+
+    git-annex brings its keys database up to date with whatever index it
+    is given before it adds anything (Database.Keys.reconcileStaged: a diff
+    of the last index tree it saw against this one).  Against a scratch
+    index that diff spans the whole dataset, twice: once to "remove" every
+    file, and again at the next git-annex call on the real index.  With
+    ``annex.supportunlocked=false`` for this one call git-annex leaves the
+    keys database alone; that is only done when the user does not add
+    files unlocked (``annex.addunlocked``) and has not set
+    ``annex.supportunlocked`` themselves."""
+    argv, extra = annex_command()
+    argv = list(argv) + [command]
+    addunlocked = settings.get("annex.addunlocked", "false").lower()
+    if addunlocked in ("false", "no", "off", "0", "") and \
+            "annex.supportunlocked" not in settings:
+        argv += ["-c", "annex.supportunlocked=false"]
+    return argv, dict(extra, **no_split_env())
+
+
 def annex_add(root: str, files: list[str], index: str) -> dict:
     """`git annex add` the files into a scratch index holding only them.
 
@@ -225,11 +311,12 @@ def annex_add(root: str, files: list[str], index: str) -> dict:
         raise GitError("file names with newlines cannot be annexed: %r" % bad)
     if os.path.lexists(index):
         os.unlink(index)
-    env = {"GIT_INDEX_FILE": index}
+    argv, env = _annex_argv("add", config(root))
+    env["GIT_INDEX_FILE"] = index
     try:
-        proc = git(root, "annex", "add", "--batch", "--json",
-                   "--json-error-messages", input="\n".join(files) + "\n",
-                   env=env, literal=False)
+        proc = run(argv + ["--batch", "--json", "--json-error-messages"],
+                   cwd=root, input="\n".join(files) + "\n", env=env,
+                   check=True, error=GitError)
         for line in proc.stdout.splitlines():
             try:
                 rec = json.loads(line) if line.strip() else {}
@@ -243,3 +330,89 @@ def annex_add(root: str, files: list[str], index: str) -> dict:
     finally:
         if os.path.lexists(index):
             os.unlink(index)
+
+
+def git_add(root: str, files: list[str], index: str) -> dict:
+    """`git update-index --add` the files into a scratch index holding only
+    them (repositories without an annex); path -> (mode, sha) staged."""
+    if os.path.lexists(index):
+        os.unlink(index)
+    env = dict(no_split_env(), GIT_INDEX_FILE=index)
+    try:
+        git(root, "update-index", "--add", "-z", "--stdin",
+            input="\0".join(files) + "\0", env=env)
+        return ls_files_stage(root, files, env=env)
+    finally:
+        if os.path.lexists(index):
+            os.unlink(index)
+
+
+def _type_changes(root, paths) -> bool:
+    """Would one of `paths` replace a file by a directory (an ancestor is a
+    file in HEAD) or a directory by a file?"""
+    dirs = sorted({d for p in paths for d in _dirs_above(p)})
+    query = "".join("HEAD:%s\n" % p for p in dirs + sorted(paths))
+    out = git(root, "cat-file", "--batch-check=%(objecttype)",
+              input=query).stdout.split("\n")
+    kinds = {p: "missing" if k.endswith(" missing") else k
+             for p, k in zip(dirs + sorted(paths), out)}
+    return any(kinds[d] not in ("tree", "missing") for d in dirs) or \
+        any(kinds[p] == "tree" for p in paths)
+
+
+def _dirs_above(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def update_index(root: str, entries: dict, deleted=()) -> str:
+    """Bring the index up to date for exactly these paths: `entries` (path
+    -> (mode, sha)) staged as given, `deleted` removed.
+
+    In a split index, additions go into the split file alone (no read or
+    rewrite of the shared part, see :mod:`.gitindex`).  Anything else --
+    deletions, an index git must rewrite, the user's ``core.splitIndex=
+    false``, a ``post-index-change`` hook -- goes to one ``git
+    update-index --index-info``, which also splits a large index once when
+    ``core.splitIndex`` is unset.  Returns "split" or "git"."""
+    if not entries and not deleted:
+        return "none"
+    settings = config(root)
+    split = settings.get("core.splitindex", "").lower()
+    index, hook, git_dir = git(
+        root, "rev-parse", "--git-path", "index", "--git-path",
+        "hooks/post-index-change", "--git-dir").stdout.splitlines()
+    index, hook, git_dir = (os.path.join(root, p) for p in
+                            (index, hook, git_dir))
+    if not deleted and split not in ("false", "no", "off", "0") \
+            and not os.path.exists(hook) and not _type_changes(root, entries):
+        try:
+            gitindex.add_entries(index, git_dir, root, entries,
+                                 settings.get("splitindex.maxpercentchange"))
+            return "split"
+        except gitindex.Unsupported:
+            pass
+        except gitindex.Locked as e:
+            raise GitError(str(e)) from e
+    info = "".join("%s %s\t%s\0" % (mode, sha, path)
+                   for path, (mode, sha) in entries.items())
+    info += "".join("0 %s\t%s\0" % (ZERO, path) for path in deleted)
+    opts = []
+    sparse = any(settings.get(k, "").lower() == "true"
+                 for k in ("index.sparse", "core.sparsecheckout"))
+    if not split and not sparse and \
+            _index_entries(index) >= SPLIT_INDEX_MIN_ENTRIES:
+        opts = ["-c", "core.splitIndex=true"]
+    git(root, *opts, "update-index", "-z", "--index-info", input=info)
+    return "git"
+
+
+def _index_entries(index: str) -> int:
+    """Entries in a (not split) index file, from its header."""
+    try:
+        with open(index, "rb") as f:
+            sig, _, count = gitindex.HEADER.unpack(
+                f.read(gitindex.HEADER.size))
+    except (OSError, ValueError):
+        return 0
+    return count if sig == gitindex.SIGNATURE else 0

@@ -32,16 +32,15 @@ from dataclasses import dataclass, field
 from datalad.log import log_progress
 
 from ..dataset.git import (
-    ZERO,
     GitError,
     TreeEditor,
     annex_add,
     commit_tree,
-    git,
+    git_add,
     head_tree,
-    ls_files_stage,
     ls_tree,
     rev_parse,
+    update_index,
     update_ref,
 )
 from ..dataset.handle import DatasetHandle
@@ -102,18 +101,11 @@ def stage(root: str, files: list[str], deleted: list[str], annex: bool,
 
     Returns path -> (mode, sha) of the staged files."""
     staged = {}
-    if files and annex:
-        staged = annex_add(root, files, scratch_index)
-    elif files:
-        git(root, "update-index", "--add", "-z", "--stdin",
-            input="\0".join(files) + "\0")
-        staged = ls_files_stage(root, files)
-    # the real index learns exactly these paths, in one write
-    info = "".join("%s %s\t%s\0" % (mode, sha, path)
-                   for path, (mode, sha) in staged.items() if annex)
-    info += "".join("0 %s\t%s\0" % (ZERO, path) for path in deleted)
-    if info:
-        git(root, "update-index", "-z", "--index-info", input=info)
+    if files:
+        add = annex_add if annex else git_add
+        staged = add(root, files, scratch_index)
+    # the real index learns exactly these paths (no whole-index rewrite)
+    update_index(root, staged, deleted)
     return staged
 
 
