@@ -156,10 +156,14 @@ class TreeEditor:
             parts = path.split("/")
             for part in parts[:-1]:
                 nxt = node.get(part)
+                if isinstance(nxt, tuple) and nxt[1] is not None \
+                        and entry is None:
+                    break   # a file replaces this directory: moot
                 if not isinstance(nxt, dict):
                     nxt = node[part] = {}
                 node = nxt
-            node[parts[-1]] = ("leaf", entry)
+            else:
+                node[parts[-1]] = ("leaf", entry)
         sha = self._edit(tree, trie)
         return sha if sha is not None else self.write_tree({})
 
@@ -278,25 +282,51 @@ def config(root) -> dict:
     return found
 
 
-def _annex_argv(command: str, settings: dict) -> tuple[list[str], dict]:
-    """argv and environment that run git-annex `command` for `annex_add`.
+LAST_INDEX = "refs/annex/last-index"
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 
-    git-annex brings its keys database up to date with whatever index it
-    is given before it adds anything (Database.Keys.reconcileStaged: a diff
-    of the last index tree it saw against this one).  Against a scratch
-    index that diff spans the whole dataset, twice: once to "remove" every
-    file, and again at the next git-annex call on the real index.  With
-    ``annex.supportunlocked=false`` for this one call git-annex leaves the
-    keys database alone; that is only done when the user does not add
-    files unlocked (``annex.addunlocked``) and has not set
-    ``annex.supportunlocked`` themselves."""
-    argv, extra = annex_command()
-    argv = list(argv) + [command]
-    addunlocked = settings.get("annex.addunlocked", "false").lower()
-    if addunlocked in ("false", "no", "off", "0", "") and \
-            "annex.supportunlocked" not in settings:
-        argv += ["-c", "annex.supportunlocked=false"]
-    return argv, dict(extra, **no_split_env())
+
+class _KeysDbOnScratch:
+    """Keep git-annex's keys database from being diffed against a scratch
+    index.
+
+    Before it adds anything, git-annex brings its keys database up to date
+    with the index it is given (Database.Keys.reconcileStaged): it diffs the
+    tree recorded in ``refs/annex/last-index`` against that index's tree
+    and records the new one.  Given the (empty) scratch index, that diff
+    spans the whole dataset twice -- every annexed file "removed" now, and
+    "added" back at the next git-annex call on the real index: O(files)
+    each time.  So while git-annex works on the scratch index, the ref
+    names the empty tree (diff: nothing); afterwards it names the user's
+    tree again, so the next git-annex call on the real index diffs only
+    what changed.  Re-applying a diff to the database is harmless, so
+    whatever happens in between (a crash, a concurrent git-annex) costs at
+    most one full diff, never a wrong database."""
+
+    def __init__(self, root):
+        self.root = root
+        self.saved = None
+
+    def __enter__(self):
+        saved = rev_parse_ref(self.root, LAST_INDEX)
+        if saved and saved != EMPTY_TREE:
+            git(self.root, "update-ref", LAST_INDEX, EMPTY_TREE, saved,
+                check=False)
+            self.saved = saved
+        return self
+
+    def __exit__(self, *exc):
+        if self.saved is None:
+            return
+        now = rev_parse_ref(self.root, LAST_INDEX)
+        if now != self.saved:
+            git(self.root, "update-ref", LAST_INDEX, self.saved,
+                now or ZERO, check=False)
+
+
+def rev_parse_ref(repo, ref) -> str | None:
+    proc = git(repo, "rev-parse", "--verify", "-q", ref, check=False)
+    return proc.stdout.strip() if proc.returncode == 0 else None
 
 
 def annex_add(root: str, files: list[str], index: str) -> dict:
@@ -311,12 +341,15 @@ def annex_add(root: str, files: list[str], index: str) -> dict:
         raise GitError("file names with newlines cannot be annexed: %r" % bad)
     if os.path.lexists(index):
         os.unlink(index)
-    argv, env = _annex_argv("add", config(root))
+    prefix, extra = annex_command()
+    env = dict(extra, **no_split_env())
     env["GIT_INDEX_FILE"] = index
     try:
-        proc = run(argv + ["--batch", "--json", "--json-error-messages"],
-                   cwd=root, input="\n".join(files) + "\n", env=env,
-                   check=True, error=GitError)
+        with _KeysDbOnScratch(root):
+            proc = run(list(prefix) + ["add", "--batch", "--json",
+                                       "--json-error-messages"],
+                       cwd=root, input="\n".join(files) + "\n", env=env,
+                       check=True, error=GitError)
         for line in proc.stdout.splitlines():
             try:
                 rec = json.loads(line) if line.strip() else {}
