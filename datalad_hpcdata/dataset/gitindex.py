@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import struct
 
 HEADER = struct.Struct(">4sII")
@@ -43,6 +44,8 @@ STAGEMASK = 0x3000
 KEEP = {b"link", b"REUC"}
 DROP = {b"EOIE", b"IEOT"}
 DEFAULT_MAX_PERCENT = 20
+# one cache-tree node: name NUL entry_count SP subtrees LF [oid]
+TREE_NODE = re.compile(rb"([^\0]*)\0(-?\d+) (\d+)\n")
 
 
 class Unsupported(Exception):
@@ -167,16 +170,14 @@ def invalidate_tree(data: bytes, dirs: set[bytes], hashlen: int = 20
     marked invalid, as git's cache_tree_invalidate_path does."""
     out = bytearray()
     pos, stack = 0, []      # stack: [path, subtrees still to come]
+    node = TREE_NODE.match
     while pos < len(data):
-        nul = data.index(b"\0", pos)
-        lf = data.index(b"\n", nul)
-        name = data[pos:nul]
-        count_s, sub_s = data[nul + 1:lf].split(b" ")
-        count, nsub = int(count_s), int(sub_s)
-        pos = lf + 1
-        oid = b""
+        m = node(data, pos)
+        if m is None:
+            raise Unsupported("malformed cache tree")
+        name, count, nsub = m.group(1), int(m.group(2)), int(m.group(3))
+        start, pos = pos, m.end()
         if count >= 0:
-            oid = data[pos:pos + hashlen]
             pos += hashlen
         if stack:
             stack[-1][1] -= 1
@@ -187,7 +188,7 @@ def invalidate_tree(data: bytes, dirs: set[bytes], hashlen: int = 20
         if path in dirs:
             out += name + b"\0-1 %d\n" % nsub
         else:
-            out += data[nul - len(name):lf + 1] + oid
+            out += data[start:pos]
         if nsub:
             stack.append([path, nsub])
         while stack and stack[-1][1] == 0:
