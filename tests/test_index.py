@@ -412,3 +412,24 @@ def test_slurm_finish_with_split_index(tmp_path, slurm):
     assert_clean(ds, annexed=annexed)
     rec = json.loads(git(root, "annex", "find", "--json", "out/run1/a.txt"))
     assert rec["file"] == "out/run1/a.txt"
+
+
+def test_fresh_clone_scan(tmp_path):
+    """docs/large-datasets.md: in a fresh clone the finish's git-annex
+    call does not build the keys database (no scan of the dataset), and
+    ``git annex smudge --update`` builds it up front."""
+    ds = make_dataset(tmp_path / "ds", n_files=40)
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", ds.path, str(clone))
+    git(clone, "annex", "init", "-q")
+    out = clone / "out" / "j1"
+    out.mkdir(parents=True)
+    (out / "a.txt").write_text("a\n")
+    staged = gitmod.annex_add(str(clone), ["out/j1/a.txt"],
+                              str(clone / ".git" / "scratch.index"))
+    assert staged["out/j1/a.txt"][0] == "120000"
+    assert git(clone, "rev-parse", "-q", "--verify",
+               "refs/annex/last-index", check=False) == ""
+    git(clone, "annex", "smudge", "--update")
+    assert git(clone, "rev-parse", "refs/annex/last-index").strip() == \
+        git(clone, "write-tree").strip()

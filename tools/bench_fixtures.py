@@ -222,10 +222,11 @@ def choose_cache(sizes) -> Path:
     return DISK_CACHE
 
 
-def check_room(cache: Path, n_files: int):
+def check_room(cache: Path, n_files: int, built: bool = True):
     """Refuse (clearly, before anything is built) a dataset that would not
-    fit: on tmpfs it takes memory."""
-    need = _missing(cache, [n_files])
+    fit: on tmpfs it takes memory.  With `built` a dataset already in the
+    cache needs no room; without, room for one more copy (a clone)."""
+    need = _missing(cache, [n_files]) if built else needed_bytes(n_files)
     if not need:
         return
     free, mem = _available(cache)
