@@ -26,7 +26,7 @@ import datalad.api as dl
 import pytest
 
 from datalad_hpcdata.dataset import git as gitmod
-from datalad_hpcdata.dataset import gitindex
+from datalad_hpcdata.dataset import gitindex, scratch
 from datalad_hpcdata.jobs.commit import JobCommit, build_commits
 
 KW = dict(result_renderer="disabled", return_type="list", on_failure="ignore")
@@ -68,8 +68,8 @@ def finish_jobs(ds, jobs: list[str]) -> str:
                          extra_files=["slurm-%s.out" % j])
                for i, j in enumerate(jobs)]
     annex = os.path.isdir(os.path.join(root, ".git", "annex"))
-    scratch = os.path.join(root, ".git", "test-scratch.index")
-    tip = build_commits(root, head, commits, annex, scratch)
+    scratch_index = os.path.join(root, ".git", "test-scratch.index")
+    tip = build_commits(root, head, commits, annex, scratch_index)
     gitmod.update_ref(root, tip, head, "test finish")
     return tip
 
@@ -367,7 +367,7 @@ def test_annex_keys_database_not_diffed_against_scratch_index(tmp_path):
 
 
 def test_annex_command_skips_the_pypi_wrapper():
-    argv, env = gitmod.annex_command()
+    argv, env = scratch.annex_command()
     proc = subprocess.run(list(argv) + ["version", "--raw"],
                           env=dict(os.environ, **dict(env)),
                           capture_output=True, text=True, check=True)
@@ -425,7 +425,7 @@ def test_fresh_clone_scan(tmp_path):
     out = clone / "out" / "j1"
     out.mkdir(parents=True)
     (out / "a.txt").write_text("a\n")
-    staged = gitmod.annex_add(str(clone), ["out/j1/a.txt"],
+    staged = scratch.annex_add(str(clone), ["out/j1/a.txt"],
                               str(clone / ".git" / "scratch.index"))
     assert staged["out/j1/a.txt"][0] == "120000"
     assert git(clone, "rev-parse", "-q", "--verify",

@@ -34,9 +34,7 @@ from datalad.log import log_progress
 from ..dataset.git import (
     GitError,
     TreeEditor,
-    annex_add,
     commit_tree,
-    git_add,
     head_tree,
     ls_tree,
     rev_parse,
@@ -47,6 +45,7 @@ from ..dataset.handle import DatasetHandle
 from ..dataset.jobstore import Job
 from ..dataset.lock import repository_lock
 from ..dataset.paths import ancestors, claim_path, expand, has_glob, walk_files
+from ..dataset.scratch import annex_add, git_add
 from ..slurm import JobInfo
 from .logs import job_logs
 from .record import build_record, format_message
