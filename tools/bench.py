@@ -643,7 +643,8 @@ def measure_variant(v, rounds, batch, singles, res, first=False):
 def size_phase(cfg, n, cache, peer, scratch, out):
     ds, built = fx.get_dataset(cache, n, log=log)
     rec = {"files_tracked": fx.tracked_files(ds), "dataset": str(ds),
-           "fixture_build_s": built, "index": fx.index_info(ds)}
+           "fixture_build_s": built, "index": fx.index_info(ds),
+           "load_start": os.getloadavg()}
     log("size %d: %s (%s)" % (n, ds, "built in %.1f s" % built if built
                                else "cached"))
     ids = []
@@ -677,6 +678,7 @@ def size_phase(cfg, n, cache, peer, scratch, out):
                 r["finish_single_s"]["median"], time.monotonic() - t))
     rec["files_tracked_after"] = fx.tracked_files(ds)
     rec["index_after"] = fx.index_info(ds)
+    rec["load_end"] = os.getloadavg()
     fx.reset_dataset(ds)
     out[str(n)] = rec
 
@@ -1036,6 +1038,10 @@ def write_markdown(R, path: Path):
             for n in sizes))
     w("| files tracked (fixture) | | %s |" % " | ".join(
         format(S[str(n)]["files_tracked"], ",") for n in sizes))
+    w("| load average (1 min) at start / end of the size | | %s |"
+      % " | ".join("%.1f / %.1f" % (S[str(n)]["load_start"][0],
+                                    S[str(n)]["load_end"][0])
+                   if "load_start" in S[str(n)] else "–" for n in sizes))
 
     def mib(b):
         return "%.1f MiB" % (b / 2**20) if b is not None else "–"
