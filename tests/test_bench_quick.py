@@ -56,12 +56,16 @@ def test_quick_figures(quick_results):
     for n in sizes:
         rec = R["sizes"][str(n)]
         assert rec["files_tracked"] >= n
-        _median(rec["floor"], "sbatch_s")
-        _median(rec["floor"], "commit_plumbing_s")
+        for key in ("sbatch_s", "commit_plumbing_s", "sacct_1_s",
+                    "annex_add_4_s", "annex_add_80_s"):
+            _median(rec["floor"], key)
         for var in ("api", "cli"):
             for key in ("schedule_s", "finish_many_per_job_s",
-                        "finish_single_s"):
+                        "finish_single_s", "list_batch_s"):
                 _median(rec[var], key)
+        # the warm-up finish committed one job; its cost is kept apart
+        assert rec["api"]["first_finish_s"] > 0
+        assert rec["index_after"]["index_bytes"] > 0
         assert rec["cli"]["finish_peak_rss_mib"] > 0
         assert "peer" not in rec          # quick mode: no peer by default
     pts = R["list"]["points"]
@@ -95,3 +99,34 @@ def test_no_jobs_left(quick_results):
     q = subprocess.run(["squeue", "-h", "-o", "%j"], capture_output=True,
                        text=True).stdout.split()
     assert "hpcbench" not in q
+
+
+def test_flat_targets_from_figures():
+    """The issue-16 targets (1M files vs 10k) are computed from a run's
+    figures; checked on made-up figures, no cluster needed."""
+    def rec(sched, many, single, listing):
+        return {k: {"median": v} for k, v in (
+            ("schedule_s", sched), ("finish_many_per_job_s", many),
+            ("finish_single_s", single), ("list_batch_s", listing))}
+    S = {"10000": {"api": rec(0.015, 0.008, 0.15, 0.07),
+                   "cli": rec(0.17, 0.05, 0.30, 0.25)},
+         "1000000": {"api": rec(0.016, 0.009, 0.25, 0.07),
+                     "cli": rec(0.18, 0.08, 0.31, 0.26)}}
+    t = []
+
+    def add(name, value, limit, ok, unit="s"):
+        t.append((name, round(value, 3), bool(ok)))
+    bench.flat_targets({"sizes": S, "config": {"sizes": [10000, 1000000]}},
+                       lambda r, k: r[k]["median"] if r else None, add)
+    got = {name: (value, ok) for name, value, ok in t}
+    assert got["finish many (API), per job at 1000000 files <= 0.010 s"] \
+        == (0.009, True)
+    assert got["finish one at a time (API) at 1000000 files <= 0.2 s"] \
+        == (0.25, False)
+    assert got["finish one at a time (API), 1000000-file / 10000-file "
+               "ratio <= 1.3"] == (1.667, False)
+    assert got["finish many (CLI), 1000000-file / 10000-file ratio <= 1.3"] \
+        == (1.6, False)
+    assert got["list open jobs (API), 1000000-file / 10000-file ratio "
+               "<= 1.3"] == (1.0, True)
+    assert len(t) == 2 + 2 * 4

@@ -7,8 +7,11 @@ is absent, as in a real dataset whose data lives elsewhere) and 10 % small
 regular files, spread over directories of 500 files.  ``git reset --hard``
 then populates the worktree.  A 100k-file dataset takes a few seconds.
 
-Datasets are cached (``--cache``, default ``/tmp/hpcdata-bench-cache``) and
-reused across runs.  Before every use :func:`reset_dataset` brings a cached
+Datasets are cached (``--cache``; by default on tmpfs,
+``/dev/shm/hpcdata-bench-cache``, when it has room for the sizes asked for,
+else ``/tmp/hpcdata-bench-cache``) and reused across runs; a 1M-file
+dataset takes ~4.5 GB and ~2.5 min to build, and is removed from tmpfs at
+the end of a run unless ``--keep-cache``.  Before every use :func:`reset_dataset` brings a cached
 dataset back to its fixture commit (tag ``bench-fixture``), removes job
 outputs/logs and both job stores (ours and the peer's), so every measurement
 starts from the same state.  A dataset is rebuilt only if it is missing or
@@ -26,6 +29,12 @@ import time
 from pathlib import Path
 
 FIXTURE_VERSION = 2
+TMPFS_CACHE = Path("/dev/shm/hpcdata-bench-cache")
+DISK_CACHE = Path("/tmp/hpcdata-bench-cache")
+BIG = 1_000_000             # datasets this large leave tmpfs after a run
+# measured: a 1M-file fixture takes 4.1 GiB (worktree symlinks are a page
+# each on tmpfs) plus ~0.2 GiB of .git
+BYTES_PER_FILE = 4600
 TAG = "bench-fixture"
 FILES_PER_DIR = 500
 REGULAR_EVERY = 10          # every 10th file is a small regular file
@@ -160,3 +169,96 @@ def reset_dataset(path: Path):
 def tracked_files(path: Path) -> int:
     out = git(path, "ls-files", "-z").stdout
     return out.count("\0")
+
+
+def needed_bytes(n_files: int) -> int:
+    return n_files * BYTES_PER_FILE + (64 << 20)
+
+
+def _available(path: Path) -> tuple[int, int]:
+    """(free bytes on the file system of `path`, MemAvailable bytes)."""
+    p = path
+    while not p.exists():
+        p = p.parent
+    st = os.statvfs(p)
+    mem = 0
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                mem = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return st.f_bavail * st.f_frsize, mem
+
+
+def on_tmpfs(path: Path) -> bool:
+    p = os.path.realpath(path)
+    best, fstype = "", ""
+    try:
+        for line in open("/proc/mounts"):
+            parts = line.split()
+            mnt = parts[1]
+            if (p == mnt or p.startswith(mnt.rstrip("/") + "/")) and \
+                    len(mnt) > len(best):
+                best, fstype = mnt, parts[2]
+    except OSError:
+        return False
+    return fstype == "tmpfs"
+
+
+def _missing(cache: Path, sizes) -> int:
+    return sum(needed_bytes(n) for n in sizes
+               if not (fixture_info(cache / ("ds-%d" % n)) or {}).get(
+                   "version") == FIXTURE_VERSION)
+
+
+def choose_cache(sizes) -> Path:
+    """tmpfs if it (and memory) has room for the datasets not built yet."""
+    if TMPFS_CACHE.parent.is_dir():
+        need = _missing(TMPFS_CACHE, sizes)
+        free, mem = _available(TMPFS_CACHE)
+        if free >= need * 1.1 and mem >= need + (2 << 30):
+            return TMPFS_CACHE
+    return DISK_CACHE
+
+
+def check_room(cache: Path, n_files: int, built: bool = True):
+    """Refuse (clearly, before anything is built) a dataset that would not
+    fit: on tmpfs it takes memory.  With `built` a dataset already in the
+    cache needs no room; without, room for one more copy (a clone)."""
+    need = _missing(cache, [n_files]) if built else needed_bytes(n_files)
+    if not need:
+        return
+    free, mem = _available(cache)
+    short = free < need * 1.1 or (on_tmpfs(cache) and
+                                  mem < need + (2 << 30))
+    if short:
+        raise SystemExit(
+            "not enough room for the %d-file dataset in %s: needs ~%.1f GiB, "
+            "%.1f GiB free, %.1f GiB memory available (use --cache or "
+            "--sizes)" % (n_files, cache, need / 2**30, free / 2**30,
+                          mem / 2**30))
+
+
+def drop_big(cache: Path, sizes) -> list[Path]:
+    """Remove datasets of BIG files and more from tmpfs."""
+    gone = []
+    if not on_tmpfs(cache):
+        return gone
+    for n in sizes:
+        path = cache / ("ds-%d" % n)
+        if n >= BIG and path.exists():
+            shutil.rmtree(path)
+            gone.append(path)
+    return gone
+
+
+def index_info(path: Path) -> dict:
+    """Size of the index file and, when it is split, of its shared part
+    (the one whose hash the index's link extension names)."""
+    gitdir = path / ".git"
+    data = (gitdir / "index").read_bytes()
+    shared = [p for p in gitdir.glob("sharedindex.*")
+              if bytes.fromhex(p.name.split(".", 1)[1]) in data]
+    return {"index_bytes": len(data),
+            "shared_bytes": shared[0].stat().st_size if shared else None}

@@ -37,22 +37,20 @@ from datalad.log import log_progress
 
 from .. import faults
 from ..dataset.git import (
-    ZERO,
     GitError,
     TreeEditor,
-    annex_add,
     commit_tree,
-    git,
     head_tree,
-    ls_files_stage,
     ls_tree,
     rev_parse,
+    update_index,
     update_ref,
 )
 from ..dataset.handle import DatasetHandle
 from ..dataset.jobstore import Job
 from ..dataset.lock import repository_lock
 from ..dataset.paths import ancestors, claim_path, expand, has_glob, walk_files
+from ..dataset.scratch import annex_add, git_add
 from ..slurm import JobInfo
 from .logs import job_logs
 from .record import build_record, format_message
@@ -128,18 +126,11 @@ def stage(root: str, files: list[str], deleted: list[str], annex: bool,
         paths = sorted(set(files) | set(deleted))
         undo.append(index_entries(ls_files_stage(root, paths), paths))
     staged = {}
-    if files and annex:
-        staged = annex_add(root, files, scratch_index)
-    elif files:
-        git(root, "update-index", "--add", "-z", "--stdin",
-            input="\0".join(files) + "\0")
-        staged = ls_files_stage(root, files)
-    # the real index learns exactly these paths, in one write
-    info = "".join("%s %s\t%s\0" % (mode, sha, path)
-                   for path, (mode, sha) in staged.items() if annex)
-    info += "".join("0 %s\t%s\0" % (ZERO, path) for path in deleted)
-    if info:
-        git(root, "update-index", "-z", "--index-info", input=info)
+    if files:
+        add = annex_add if annex else git_add
+        staged = add(root, files, scratch_index)
+    # the real index learns exactly these paths (no whole-index rewrite)
+    update_index(root, staged, deleted)
     return staged
 
 
