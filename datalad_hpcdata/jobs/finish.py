@@ -180,13 +180,15 @@ def _decide(handle: DatasetHandle, job: Job, spec: JobSpec,
         handle.store.abandon(job.row, "closed as %s by slurm-finish" % state)
         return job_result(handle, job, status="ok", state=state,
                           exit_code=exit_code,
-                          message=("closed job %s (%s); outputs left "
+                          message=("closed job %s (%s%s); outputs left "
                                    "untouched and uncommitted", job.job_id,
-                                   state))
-    msg = ("job %s %s%s; kept open (use --close-failed-jobs or "
+                                   state, " on %s" % info.nodes
+                                   if info and info.nodes else ""))
+    msg = ("job %s %s%s%s; kept open (use --close-failed-jobs or "
            "--commit-failed-jobs)" % (
                job.job_id,
                "is unknown to Slurm" if info is None else "ended %s" % state,
+               " on %s" % info.nodes if info and info.nodes else "",
                "" if exit_code is None else " with exit code %s" % exit_code))
     return job_result(handle, job, status="impossible", state=state,
                       exit_code=exit_code, message=msg)

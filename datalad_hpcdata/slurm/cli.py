@@ -23,7 +23,7 @@ from .parse import (
     parse_sacct,
     parse_squeue,
 )
-from .states import ACTIVE
+from .states import ACTIVE, MAY_REQUEUE
 from .types import Backend, SlurmError, Submission, SubmissionError
 
 lgr = logging.getLogger("datalad.hpcdata.slurm.cli")
@@ -106,8 +106,16 @@ class CLIBackend(Backend):
                       proc.stderr.strip())
         missing = [j for j in job_ids if j not in result
                    or result[j].state_class == "unknown"]
-        if missing:
-            result.update(self._query_controller(missing))
+        # the controller's word wins while accounting lags a requeue
+        requeued = [j for j in job_ids if j in result
+                    and result[j].state in MAY_REQUEUE]
+        if missing or requeued:
+            found = self._query_controller(missing + requeued)
+            for j in requeued:
+                info = found.pop(j, None)
+                if info is not None and info.state_class == ACTIVE:
+                    result[j] = info
+            result.update(found)
         return result
 
     def _query_controller(self, job_ids):

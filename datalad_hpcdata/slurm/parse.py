@@ -57,12 +57,35 @@ def _clean(value):
     return None if value in (None, "", "Unknown", "None", "N/A") else value
 
 
+def count_hosts(nodelist: str | None) -> int:
+    """Number of host names in a Slurm host list ('n[1-3,7],m2' -> 5)."""
+    total, depth, term = 0, 0, ""
+    for ch in (nodelist or "") + ",":
+        depth += (ch == "[") - (ch == "]")
+        if ch != "," or depth:
+            term += ch
+            continue
+        n = 1 if term else 0
+        for group in re.findall(r"\[([^\]]*)\]", term):
+            k = 0
+            for part in group.split(","):
+                lo, _, hi = part.partition("-")
+                k += (int(hi) - int(lo) + 1 if lo.isdigit() and hi.isdigit()
+                      else 1)
+            n *= k
+        total, term = total + n, ""
+    return total
+
+
 def parse_sacct(text: str, wanted: list[str]) -> dict[str, JobInfo]:
     """Parse `sacct -n -P -o SACCT_FIELDS` lines into one JobInfo per wanted
-    id.  Array tasks become `tasks`; steps only contribute MaxRSS."""
+    id.  Array tasks become `tasks`; steps contribute MaxRSS and, while
+    accounting still lists only the batch host for a multi-node allocation
+    (for ~3 s after the job ended), their node lists."""
     wanted = set(wanted)
     allocations = {}   # JobID -> JobInfo
     rss = {}
+    step_nodes = {}
     for line in text.splitlines():
         parts = line.split("|")
         if len(parts) < len(SACCT_FIELDS):
@@ -74,6 +97,9 @@ def parse_sacct(text: str, wanted: list[str]) -> dict[str, JobInfo]:
         if r is not None:
             rss[alloc] = max(rss.get(alloc, 0), r)
         if step:
+            nodes = _clean(rec["NodeList"])
+            if count_hosts(nodes) > count_hosts(step_nodes.get(alloc)):
+                step_nodes[alloc] = nodes
             continue
         allocations[alloc] = JobInfo(
             job_id=rec["JobIDRaw"] or alloc,
@@ -88,6 +114,8 @@ def parse_sacct(text: str, wanted: list[str]) -> dict[str, JobInfo]:
     for alloc, info in allocations.items():
         if alloc in rss:
             info.max_rss = rss[alloc]
+        if count_hosts(step_nodes.get(alloc)) > count_hosts(info.nodes):
+            info.nodes = step_nodes[alloc]
     return _group(allocations, wanted, "sacct")
 
 
