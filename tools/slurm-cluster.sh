@@ -32,6 +32,7 @@
 #   HPCDATA_SLURM_CPUS=N           CPUs advertised per node (default 8)
 #   HPCDATA_SLURM_MAXJOBCOUNT=N    MaxJobCount (default 20000)
 #   HPCDATA_SLURM_SUBNET=10.X.Y    private /24 of a multi-node instance (default 10.250.K)
+#   HPCDATA_SLURM_FIRSTJOBID=N     FirstJobId of a multi-node instance (applies to a fresh state dir)
 #
 # Must run as root.  Only daemons started by this script are ever signalled; their
 # PIDs (plus start times, to survive PID reuse) are recorded under $STATE_DIR/pids.
@@ -112,6 +113,8 @@ case $ACCOUNTING in 0|1) ;; *) die "HPCDATA_SLURM_ACCOUNTING must be 0 or 1, got
 [[ $MINJOBAGE =~ ^[0-9]+$ ]] || die "HPCDATA_SLURM_MINJOBAGE must be an integer, got '$MINJOBAGE'"
 [[ $NCPUS =~ ^[1-9][0-9]*$ ]] || die "HPCDATA_SLURM_CPUS must be a positive integer, got '$NCPUS'"
 [[ $MAXJOBCOUNT =~ ^[1-9][0-9]*$ ]] || die "HPCDATA_SLURM_MAXJOBCOUNT must be a positive integer, got '$MAXJOBCOUNT'"
+FIRSTJOBID=${HPCDATA_SLURM_FIRSTJOBID-}
+[[ -z $FIRSTJOBID || $FIRSTJOBID =~ ^[1-9][0-9]*$ ]] || die "HPCDATA_SLURM_FIRSTJOBID must be a positive integer, got '$FIRSTJOBID'"
 
 # the node count the instance is configured with (multi-node configs carry a marker)
 configured_nodes() {
@@ -446,7 +449,8 @@ ReturnToService=2
 PreemptType=preempt/partition_prio
 PreemptMode=REQUEUE
 MaxJobCount=$MAXJOBCOUNT
-MinJobAge=$MINJOBAGE
+${FIRSTJOBID:+FirstJobId=$FIRSTJOBID
+}MinJobAge=$MINJOBAGE
 KillWait=5
 MailProg=/bin/true
 StateSaveLocation=$CTLD_STATE
