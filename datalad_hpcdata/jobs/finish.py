@@ -108,7 +108,9 @@ def finish(handle: DatasetHandle, job_ids=None, message: str | None = None,
                     message="committed by an interrupted earlier run")
         live = [j for j in live if j.row not in recovered]
     try:
-        infos = handle.backend.query([j.job_id for j in live])
+        # listing needs no step details (MaxRSS): far less work for slurmdbd
+        infos = handle.backend.query([j.job_id for j in live],
+                                     steps=not list_only)
     except SlurmError as e:
         for job in live:
             yield job_result(handle, job, status="error",

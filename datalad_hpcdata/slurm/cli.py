@@ -92,13 +92,14 @@ class CLIBackend(Backend):
         return self._cluster
 
     # -- queries ------------------------------------------------------------
-    def query(self, job_ids):
+    def query(self, job_ids, steps=True):
         job_ids = [str(j) for j in job_ids]
         if not job_ids:
             return {}
         result = {}
-        proc = run(["sacct", "-n", "-P", "-j", ",".join(job_ids),
-                    "-o", ",".join(SACCT_FIELDS)], timeout=600)
+        proc = run(["sacct", "-n", "-P"] + ([] if steps else ["-X"]) +
+                   ["-j", ",".join(job_ids), "-o", ",".join(SACCT_FIELDS)],
+                   timeout=600)
         if proc.returncode == 0:
             result = parse_sacct(proc.stdout, job_ids)
         else:

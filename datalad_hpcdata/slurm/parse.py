@@ -57,8 +57,15 @@ def _clean(value):
     return None if value in (None, "", "Unknown", "None", "N/A") else value
 
 
+RANGES = re.compile(r"\[([^\]]*)\]")
+
+
 def count_hosts(nodelist: str | None) -> int:
     """Number of host names in a Slurm host list ('n[1-3,7],m2' -> 5)."""
+    if not nodelist:
+        return 0
+    if "[" not in nodelist:
+        return nodelist.count(",") + 1
     total, depth, term = 0, 0, ""
     for ch in (nodelist or "") + ",":
         depth += (ch == "[") - (ch == "]")
@@ -66,7 +73,7 @@ def count_hosts(nodelist: str | None) -> int:
             term += ch
             continue
         n = 1 if term else 0
-        for group in re.findall(r"\[([^\]]*)\]", term):
+        for group in RANGES.findall(term):
             k = 0
             for part in group.split(","):
                 lo, _, hi = part.partition("-")
@@ -98,7 +105,8 @@ def parse_sacct(text: str, wanted: list[str]) -> dict[str, JobInfo]:
             rss[alloc] = max(rss.get(alloc, 0), r)
         if step:
             nodes = _clean(rec["NodeList"])
-            if count_hosts(nodes) > count_hosts(step_nodes.get(alloc)):
+            if nodes and nodes != step_nodes.get(alloc) and count_hosts(
+                    nodes) > count_hosts(step_nodes.get(alloc)):
                 step_nodes[alloc] = nodes
             continue
         allocations[alloc] = JobInfo(
@@ -114,8 +122,10 @@ def parse_sacct(text: str, wanted: list[str]) -> dict[str, JobInfo]:
     for alloc, info in allocations.items():
         if alloc in rss:
             info.max_rss = rss[alloc]
-        if count_hosts(step_nodes.get(alloc)) > count_hosts(info.nodes):
-            info.nodes = step_nodes[alloc]
+        more = step_nodes.get(alloc)
+        if more and more != info.nodes and \
+                count_hosts(more) > count_hosts(info.nodes):
+            info.nodes = more
     return _group(allocations, wanted, "sacct")
 
 

@@ -131,7 +131,7 @@ def group_db_jobs(jobs, wanted) -> dict[str, JobInfo]:
 class PyslurmBackend(CLIBackend):
     name = "pyslurm"
 
-    def query(self, job_ids):
+    def query(self, job_ids, steps=True):
         import pyslurm
         job_ids = [str(j) for j in job_ids]
         if not job_ids:
