@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Install everything datalad-hpcdata needs on a Debian 12 machine (as root)
-# and start the local single-node Slurm cluster.  Idempotent and quick when
-# everything is already there.
+# and start a local Slurm cluster.  Idempotent and quick when everything is
+# already there.
+#
+#   tools/install.sh                    the single-node cluster (slurm-cluster.sh up)
+#   tools/install.sh ARGS...            slurm-cluster.sh ARGS instead, e.g.
+#                                       --instance ci up --nodes 3 (tools/test.sh)
 #
 #   HPCDATA_VENV=DIR   virtual environment to use/create (default: .venv in
 #                      the checkout); everything Python is installed there
@@ -33,8 +37,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-say "starting the local Slurm cluster"
-bash "$here/tools/slurm-cluster.sh" up
+cluster_args=("$@")
+[ ${#cluster_args[@]} -gt 0 ] || cluster_args=(up)
+say "starting the local Slurm cluster (slurm-cluster.sh ${cluster_args[*]})"
+bash "$here/tools/slurm-cluster.sh" "${cluster_args[@]}"
 
 if [ ! -x "$venv/bin/python" ]; then
     say "creating virtual environment $venv"

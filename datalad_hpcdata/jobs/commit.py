@@ -37,10 +37,13 @@ from datalad.log import log_progress
 
 from .. import faults
 from ..dataset.git import (
+    ZERO,
     GitError,
     TreeEditor,
     commit_tree,
+    git,
     head_tree,
+    ls_files_stage,
     ls_tree,
     rev_parse,
     update_index,

@@ -138,8 +138,10 @@ def finish(handle: DatasetHandle, job_ids=None, message: str | None = None,
                     message="committed by an interrupted earlier run")
         live = [j for j in live if j.row not in recovered]
     try:
+        # listing needs no step details (MaxRSS): far less work for slurmdbd
         infos = handle.backend.query([j.job_id for j in live], since=min(
-            (j.submit_time or 0 for j in live), default=0) or None)
+            (j.submit_time or 0 for j in live), default=0) or None,
+            steps=not list_only)
     except SlurmError as e:
         for job in live:
             yield job_result(handle, job, status="error",
@@ -247,13 +249,15 @@ def _decide(handle: DatasetHandle, job: Job, spec: JobSpec,
                                        "another command", job.job_id))
         return job_result(handle, job, status="ok", state=state,
                           exit_code=exit_code,
-                          message=("closed job %s (%s); outputs left "
+                          message=("closed job %s (%s%s); outputs left "
                                    "untouched and uncommitted", job.job_id,
-                                   state))
-    msg = ("job %s %s%s; kept open (use --close-failed-jobs or "
+                                   state, " on %s" % info.nodes
+                                   if info and info.nodes else ""))
+    msg = ("job %s %s%s%s; kept open (use --close-failed-jobs or "
            "--commit-failed-jobs)" % (
                job.job_id,
                "is unknown to Slurm" if info is None else "ended %s" % state,
+               " on %s" % info.nodes if info and info.nodes else "",
                "" if exit_code is None else " with exit code %s" % exit_code))
     return job_result(handle, job, status="impossible", state=state,
                       exit_code=exit_code, message=msg)

@@ -34,6 +34,7 @@ from .parse import (
     parse_sbatch_refusal,
     parse_squeue,
 )
+from .states import ACTIVE, MAY_REQUEUE
 from .types import Backend, SlurmError, Submission, SubmissionError
 
 lgr = logging.getLogger("datalad.hpcdata.slurm.cli")
@@ -198,12 +199,12 @@ class CLIBackend(Backend):
         return found
 
     # -- queries ------------------------------------------------------------
-    def query(self, job_ids, since=None):
+    def query(self, job_ids, since=None, steps=True):
         job_ids = [str(j) for j in job_ids]
         if not job_ids:
             return {}
         result = {}
-        proc = self.call(sacct_argv(job_ids, since))
+        proc = self.call(sacct_argv(job_ids, since, steps=steps))
         self.accounting_error = None
         if proc.returncode == 0:
             result = parse_sacct(proc.stdout, job_ids)
@@ -213,8 +214,16 @@ class CLIBackend(Backend):
                       proc.stderr.strip())
         missing = [j for j in job_ids if j not in result
                    or result[j].state_class == "unknown"]
-        if missing:
-            result.update(self._query_controller(missing))
+        # the controller's word wins while accounting lags a requeue
+        requeued = [j for j in job_ids if j in result
+                    and result[j].state in MAY_REQUEUE]
+        if missing or requeued:
+            found = self._query_controller(missing + requeued)
+            for j in requeued:
+                info = found.pop(j, None)
+                if info is not None and info.state_class == ACTIVE:
+                    result[j] = info
+            result.update(found)
         return result
 
     def _query_controller(self, job_ids):
@@ -238,12 +247,13 @@ def _match_tokens(out: str, tokens, found: dict) -> None:
                 found[token] = jid.strip().split("_")[0]
 
 def sacct_argv(job_ids: list[str], since: float | None = None,
-               now: float | None = None) -> list[str]:
+               now: float | None = None, steps: bool = True) -> list[str]:
     """The one sacct call for these jobs: from SINCE_MARGIN before `since`
     (the earliest submit time) to now; without `since`, sacct's own
-    default window for -j."""
-    argv = ["sacct", "-n", "-P", "--noconvert", "-j", ",".join(job_ids),
-            "-o", ",".join(SACCT_FIELDS)]
+    default window for -j.  Without `steps`, only the jobs' own records
+    (-X)."""
+    argv = ["sacct", "-n", "-P", "--noconvert"] + ([] if steps else ["-X"]) \
+        + ["-j", ",".join(job_ids), "-o", ",".join(SACCT_FIELDS)]
     if since:
         argv += ["-S", local_time(float(since) - SINCE_MARGIN),
                  "-E", local_time(now) if now else "now"]

@@ -64,12 +64,42 @@ def clean(value):
                              "None assigned") else value
 
 
+RANGES = re.compile(r"\[([^\]]*)\]")
+
+
+def count_hosts(nodelist: str | None) -> int:
+    """Number of host names in a Slurm host list ('n[1-3,7],m2' -> 5)."""
+    if not nodelist:
+        return 0
+    if "[" not in nodelist:
+        return nodelist.count(",") + 1
+    total, depth, term = 0, 0, ""
+    for ch in (nodelist or "") + ",":
+        depth += (ch == "[") - (ch == "]")
+        if ch != "," or depth:
+            term += ch
+            continue
+        n = 1 if term else 0
+        for group in RANGES.findall(term):
+            k = 0
+            for part in group.split(","):
+                lo, _, hi = part.partition("-")
+                k += (int(hi) - int(lo) + 1 if lo.isdigit() and hi.isdigit()
+                      else 1)
+            n *= k
+        total, term = total + n, ""
+    return total
+
+
 def parse_sacct(text: str, wanted: list[str]) -> dict[str, JobInfo]:
     """Parse `sacct -n -P -o SACCT_FIELDS` lines into one JobInfo per wanted
-    id.  Array tasks become `tasks`; steps only contribute MaxRSS."""
+    id.  Array tasks become `tasks`; steps contribute MaxRSS and, while
+    accounting still lists only the batch host for a multi-node allocation
+    (for ~3 s after the job ended), their node lists."""
     wanted = set(wanted)
     allocations = {}   # JobID -> JobInfo
     rss = {}
+    step_nodes = {}
     for line in text.splitlines():
         parts = line.split("|")
         if len(parts) < len(SACCT_FIELDS):
@@ -81,6 +111,10 @@ def parse_sacct(text: str, wanted: list[str]) -> dict[str, JobInfo]:
         if r:   # 0 = not sampled, as empty: what pyslurm's 0 means too
             rss[alloc] = max(rss.get(alloc, 0), r)
         if step:
+            nodes = clean(rec["NodeList"])
+            if nodes and nodes != step_nodes.get(alloc) and count_hosts(
+                    nodes) > count_hosts(step_nodes.get(alloc)):
+                step_nodes[alloc] = nodes
             continue
         allocations[alloc] = JobInfo(
             job_id=rec["JobIDRaw"] or alloc,
@@ -95,6 +129,10 @@ def parse_sacct(text: str, wanted: list[str]) -> dict[str, JobInfo]:
     for alloc, info in allocations.items():
         if alloc in rss:
             info.max_rss = rss[alloc]
+        more = step_nodes.get(alloc)
+        if more and more != info.nodes and \
+                count_hosts(more) > count_hosts(info.nodes):
+            info.nodes = more
     return group_records(allocations, wanted, "sacct")
 
 

@@ -120,18 +120,18 @@ def db_records(jobs, wanted) -> dict[str, JobInfo]:
 class PyslurmBackend(CLIBackend):
     name = "pyslurm"
 
-    def query(self, job_ids, since=None):
+    def query(self, job_ids, since=None, steps=True):
         job_ids = [str(j) for j in job_ids]
         if not job_ids:
             return {}
         if not all(j.isdigit() for j in job_ids):
-            return super().query(job_ids, since)
+            return super().query(job_ids, since, steps)
         try:
             jobs = self._load(job_ids, since)
         except Exception as e:   # pyslurm.RPCError and whatever else
             lgr.debug("pyslurm accounting query failed (%s); asking the "
                       "command-line tools", e)
-            return super().query(job_ids, since)
+            return super().query(job_ids, since, steps)
         result = db_records(jobs.values(), job_ids)
         missing = [j for j in job_ids if j not in result
                    or result[j].state_class == "unknown"]
