@@ -78,7 +78,10 @@ def _not_open(handle: DatasetHandle, wanted: list[str], jobs: list[Job]):
 
 def finish(handle: DatasetHandle, job_ids=None, message: str | None = None,
            close_failed: bool = False, commit_failed: bool = False,
-           list_only: bool = False, keep_alt_dir: bool = False, jobs=None):
+           list_only: bool = False, keep_alt_dir: bool = False, jobs=None,
+           query=None):
+    # query: job ids -> JobInfo; slurm-finish --wait passes the answer of
+    # its own poll so that no poll asks Slurm twice (default: ask Slurm)
     store = handle.store
     wanted = [str(j) for j in job_ids] if job_ids else None
     open_jobs = store.jobs(("submitting", "open"), job_ids=wanted)
@@ -108,7 +111,7 @@ def finish(handle: DatasetHandle, job_ids=None, message: str | None = None,
                     message="committed by an interrupted earlier run")
         live = [j for j in live if j.row not in recovered]
     try:
-        infos = handle.backend.query([j.job_id for j in live])
+        infos = (query or handle.backend.query)([j.job_id for j in live])
     except SlurmError as e:
         for job in live:
             yield job_result(handle, job, status="error",
