@@ -11,8 +11,6 @@ from datalad.interface.common_opts import jobs_opt
 from datalad.support.constraints import EnsureNone, EnsureStr
 from datalad.support.param import Parameter
 
-from ..dataset.handle import DatasetHandle
-from ..jobs.reschedule import reschedule
 from .options import alt_dir_opt, dataset_opt
 from .render import render_result
 
@@ -84,6 +82,9 @@ class SlurmReschedule(Interface):
                  report=False, script=None, with_failed_jobs=False,
                  assume_ready=None, alt_dir=None, no_alt_dir=False,
                  jobs=None):
+        # the workflow is imported here, not when DataLad builds the parser
+        from ..dataset.handle import DatasetHandle
+        from ..jobs.reschedule import reschedule
         ds = require_dataset(dataset, check_installed=True,
                              purpose="reschedule a Slurm job")
         yield from reschedule(

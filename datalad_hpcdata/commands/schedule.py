@@ -11,8 +11,6 @@ from datalad.interface.results import get_status_dict
 from datalad.support.constraints import EnsureBool, EnsureNone
 from datalad.support.param import Parameter
 
-from ..dataset.handle import DatasetHandle
-from ..jobs.schedule import ACTION, ScheduleError, job_pwd, plan, schedule
 from .options import alt_dir_opt
 from .render import render_result
 
@@ -45,6 +43,11 @@ class SlurmSchedule(Interface):
                       "sbatch code/job.sh",
              code_py="slurm_schedule('sbatch code/job.sh', inputs=['data'], "
                      "outputs=['results'])"),
+        dict(text="Submit one job per line of a JSON lines file",
+             code_cmd="datalad slurm-schedule --jobs-from jobs.jsonl",
+             code_py="slurm_schedule(jobs_from=[{'cmd': 'sbatch job.sh 1', "
+                     "'outputs': ['res/1']}, {'cmd': 'sbatch job.sh 2', "
+                     "'outputs': ['res/2']}])"),
     ]
 
     result_renderer = "tailored"
@@ -77,6 +80,17 @@ class SlurmSchedule(Interface):
             let one job's files be committed as another's).""",
             constraints=EnsureBool() | EnsureNone()),
         jobs=_run["jobs"],
+        jobs_from=Parameter(
+            args=("--jobs-from",), metavar="FILE",
+            doc="""schedule one job per line of FILE ('-': standard input):
+            JSON objects with the keys cmd and outputs (required), inputs,
+            extra_inputs, message, alt_dir, expand, assume_ready (from
+            Python also a list of such dicts). All lines are validated
+            first; a bad line is reported by its number and nothing is
+            submitted. Then the jobs are claimed and submitted one by one,
+            each with its own result. Placeholders are expanded per line;
+            -m, --alt-dir, --expand and --assume-ready are defaults for
+            lines without that key."""),
     )
 
     @staticmethod
@@ -84,7 +98,17 @@ class SlurmSchedule(Interface):
     @eval_results
     def __call__(cmd=None, *, dataset=None, inputs=None, extra_inputs=None,
                  outputs=None, expand=None, assume_ready=None, message=None,
-                 dry_run=None, alt_dir=None, check_outputs=None, jobs=None):
+                 dry_run=None, alt_dir=None, check_outputs=None, jobs=None,
+                 jobs_from=None):
+        # the workflow is imported here, not when DataLad builds the parser
+        from ..dataset.handle import DatasetHandle
+        from ..jobs.schedule import (
+            ACTION,
+            ScheduleError,
+            job_pwd,
+            plan,
+            schedule,
+        )
         ds = require_dataset(dataset, check_installed=True,
                              purpose="schedule a Slurm job")
         handle = DatasetHandle(ds)
@@ -93,6 +117,20 @@ class SlurmSchedule(Interface):
             lgr.warning("--check-outputs false is ignored: overlapping "
                         "outputs are always refused")
         alt_dir = alt_dir or ds.config.get("datalad.hpcdata.alt-dir")
+        if jobs_from is not None:
+            if cmd or inputs or outputs or extra_inputs:
+                yield get_status_dict(
+                    action=ACTION, ds=ds, path=ds.path, type="dataset",
+                    status="impossible", logger=lgr,
+                    message="with --jobs-from, give the command, inputs and "
+                            "outputs on each line, not on the command line")
+                return
+            from ..jobs.batch import schedule_many
+            yield from schedule_many(
+                handle, jobs_from, pwd, jobs=jobs, dry_run=dry_run,
+                defaults=dict(message=message, alt_dir=alt_dir,
+                              expand=expand, assume_ready=assume_ready))
+            return
         try:
             spec = plan(handle, cmd, pwd, inputs=inputs,
                         extra_inputs=extra_inputs, outputs=outputs,

@@ -169,6 +169,11 @@ class JobStore:
                 found.append((p, cpath, _job(d)))
         return found
 
+    def conflicts(self, paths: list[str]) -> list:
+        """(path, claimed path, job) for open claims overlapping `paths`;
+        a look only (claim() is the atomic check)."""
+        return self._conflicts(self.con, paths)
+
     def _reap_dead_submissions(self, con, conflicts) -> bool:
         """Abandon 'submitting' rows whose process died on this host."""
         host = socket.gethostname()
