@@ -168,8 +168,19 @@ def commit_finished(handle: DatasetHandle, finished: list[Finished],
                     jobs=None):
     """Commit the jobs, one commit each, under the repository lock."""
     with repository_lock(handle.git_dir):
+        # a slurm-finish running beside this one may have closed some
+        # of them since they were chosen: never commit a job twice
+        still = {j.row for j in handle.store.jobs(
+            ("open",), job_ids=[i.job.job_id for i in finished])}
         ready = []
         for item in finished:
+            if item.job.row not in still:
+                yield job_result(handle, item.job, status="notneeded",
+                                 state=item.info.state,
+                                 message=("job %s was closed by another "
+                                          "slurm-finish meanwhile",
+                                          item.job.job_id))
+                continue
             item.logs = job_logs(handle.root, item.spec, item.job.job_id,
                                  item.info)
             if item.spec.alt_root:
