@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from datalad.conftest import setup_package  # noqa: F401  (isolated HOME)
-from slurmtest import JOB_SH, slurm_usable
+from slurmtest import JOB_SH, slurm_calls, slurm_usable  # noqa: F401
 
 
 @pytest.fixture(scope="session")

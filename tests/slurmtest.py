@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
+
+import pytest
 
 ACTIVE = "PD,R,CG,CF,S,RQ,RS,SO,ST,SI"
 
@@ -71,3 +74,23 @@ def text(res):
     if isinstance(msg, tuple):
         return msg[0] % tuple(msg[1:])
     return msg or ""
+
+
+@pytest.fixture
+def slurm_calls(tmp_path, monkeypatch):
+    """A log of every Slurm tool call made by this test's processes."""
+    shims, log = tmp_path / "shims", tmp_path / "slurm-calls.log"
+    shims.mkdir()
+    for tool in ("sacct", "squeue", "scontrol", "sbatch", "scancel"):
+        real = shutil.which(tool)
+        (shims / tool).write_text(
+            '#!/bin/sh\necho "%s $*" >> "%s"\nexec "%s" "$@"\n'
+            % (tool, log, real))
+        (shims / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", "%s:%s" % (shims, os.environ["PATH"]))
+
+    def calls(tool=None):
+        lines = log.read_text().splitlines() if log.exists() else []
+        return [line.split() for line in lines
+                if tool is None or line.split()[0] == tool]
+    return calls

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import time
@@ -40,26 +39,6 @@ def ds(dataset):
     Path(dataset.path, "code", "sleep.sh").chmod(0o755)
     dataset.save(message="sleep.sh", result_renderer="disabled")
     return dataset
-
-
-@pytest.fixture
-def slurm_calls(tmp_path, monkeypatch):
-    """A log of every Slurm tool call made by this test's processes."""
-    shims, log = tmp_path / "shims", tmp_path / "slurm-calls.log"
-    shims.mkdir()
-    for tool in ("sacct", "squeue", "scontrol", "sbatch", "scancel"):
-        real = shutil.which(tool)
-        (shims / tool).write_text(
-            '#!/bin/sh\necho "%s $*" >> "%s"\nexec "%s" "$@"\n'
-            % (tool, log, real))
-        (shims / tool).chmod(0o755)
-    monkeypatch.setenv("PATH", "%s:%s" % (shims, os.environ["PATH"]))
-
-    def calls(tool=None):
-        lines = log.read_text().splitlines() if log.exists() else []
-        return [line.split() for line in lines
-                if tool is None or line.split()[0] == tool]
-    return calls
 
 
 def submit(ds, seconds, out, code=0, hold=False):
