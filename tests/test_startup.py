@@ -92,3 +92,61 @@ def test_python_api_untouched():
     before = parser.add_subparser
     assert build_only_our_parser(datalad_hpcdata.command_suite) is False
     assert parser.add_subparser is before
+
+
+def imported_by(*args, cwd=None) -> set[str]:
+    """Every module a real `datalad ...` process imported."""
+    env = dict(os.environ, PYTHONPROFILEIMPORTTIME="1")
+    proc = subprocess.run(["datalad", *args], capture_output=True,
+                          text=True, env=env, timeout=300, cwd=cwd)
+    return set(re.findall(r"^import time:.*\| +(\S+)$", proc.stderr, re.M))
+
+
+@pytest.mark.slurm
+def test_commands_do_not_import_what_they_do_not_use(slurm, dataset):
+    mods = imported_by("slurm-schedule", "--dry-run", "basic", "-o", "x",
+                       "sbatch", "code/job.sh", "{outputs}", cwd=dataset.path)
+    assert "datalad_hpcdata.jobs.schedule" in mods     # it did run
+    assert "datalad.core.local.run" not in mods
+    mods = imported_by("slurm-finish", "-l", cwd=dataset.path)
+    assert "datalad_hpcdata.jobs.finish" in mods
+    assert "datalad_hpcdata.jobs.commit" not in mods
+    assert "datalad_hpcdata.jobs.schedule" not in mods
+    assert "datalad.core.local.run" not in mods
+
+
+def test_run_parameters_are_datalads():
+    from datalad.core.local.run import Run
+
+    from datalad_hpcdata.commands.options import run_params
+
+    def norm(doc):
+        return " ".join((doc or "").split())
+
+    for name, ours in run_params.items():
+        theirs = Run._params_[name]
+        assert ours.cmd_args == theirs.cmd_args, name
+        assert ours.cmd_kwargs == theirs.cmd_kwargs, name
+        assert repr(ours.constraints) == repr(theirs.constraints), name
+        # DataLad appends a note to the shared jobs option for run itself
+        assert norm(theirs._doc).startswith(norm(ours._doc)), name
+
+
+@pytest.mark.parametrize("cmd", [
+    "sbatch job.sh {inputs} {outputs}", ["sbatch", "job.sh", "a b"],
+    ["sbatch job.sh"], ["--", "sbatch", "x"], "echo {dspath} {pwd} {sub}",
+    "echo {inputs[0]} {outputs[1]}"])
+def test_format_command_is_datalads(dataset, cmd):
+    from datalad.core.local import run as dl_run
+
+    from datalad_hpcdata.jobs import command
+    dataset.config.set("datalad.run.substitutions.sub", "subst",
+                       scope="local")
+    kw = dict(pwd=dataset.path, dspath=dataset.path,
+              inputs=["data/in.txt", "code/*.sh"], outputs=["o 1", "o2"])
+    assert command.normalize_command(cmd) == dl_run.normalize_command(cmd)
+    assert command.format_command(dataset, cmd, **dict(kw)) == \
+        dl_run.format_command(dataset, cmd, **dict(kw))
+    assert command.command_pwd(dataset) == \
+        dl_run.get_command_pwds(dataset)[0]
+    assert command.command_pwd(None) == dl_run.get_command_pwds(None)[0]

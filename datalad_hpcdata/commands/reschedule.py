@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from datalad.core.local.run import Run
 from datalad.distribution.dataset import datasetmethod, require_dataset
 from datalad.interface.base import Interface, build_doc, eval_results
 from datalad.interface.common_opts import jobs_opt
 from datalad.support.constraints import EnsureNone, EnsureStr
 from datalad.support.param import Parameter
 
-from .options import alt_dir_opt, dataset_opt
+from .options import alt_dir_opt, dataset_opt, run_params
 from .render import render_result
 
 lgr = logging.getLogger("datalad.hpcdata.reschedule")
@@ -67,7 +66,7 @@ class SlurmReschedule(Interface):
         with_failed_jobs=Parameter(
             args=("--with-failed-jobs",), action="store_true",
             doc="""also resubmit records of jobs that did not complete."""),
-        assume_ready=Run._params_["assume_ready"],
+        assume_ready=run_params["assume_ready"],
         alt_dir=alt_dir_opt,
         no_alt_dir=Parameter(
             args=("--no-alt-dir",), action="store_true",

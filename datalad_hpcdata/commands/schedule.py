@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import logging
 
-from datalad.core.local.run import Run, get_command_pwds
 from datalad.distribution.dataset import datasetmethod, require_dataset
 from datalad.interface.base import Interface, build_doc, eval_results
 from datalad.interface.results import get_status_dict
 from datalad.support.constraints import EnsureBool, EnsureNone
 from datalad.support.param import Parameter
 
-from .options import alt_dir_opt
+from .options import alt_dir_opt, run_params
 from .render import render_result
 
 lgr = logging.getLogger("datalad.hpcdata.schedule")
 
-_run = Run._params_
+_run = run_params
 
 
 @build_doc
@@ -102,6 +101,7 @@ class SlurmSchedule(Interface):
                  jobs_from=None):
         # the workflow is imported here, not when DataLad builds the parser
         from ..dataset.handle import DatasetHandle
+        from ..jobs.command import command_pwd
         from ..jobs.schedule import (
             ACTION,
             ScheduleError,
@@ -112,7 +112,7 @@ class SlurmSchedule(Interface):
         ds = require_dataset(dataset, check_installed=True,
                              purpose="schedule a Slurm job")
         handle = DatasetHandle(ds)
-        pwd = job_pwd(handle, get_command_pwds(dataset)[0])
+        pwd = job_pwd(handle, command_pwd(dataset))
         if check_outputs is False:
             lgr.warning("--check-outputs false is ignored: overlapping "
                         "outputs are always refused")

@@ -16,7 +16,6 @@ from ..dataset.handle import DatasetHandle
 from ..dataset.jobstore import Job
 from ..slurm import JobInfo, SlurmError
 from ..slurm.states import ACTIVE, COMPLETED, FAILED, UNKNOWN
-from .commit import Finished, commit_finished
 from .results import FINISH, job_result, lgr
 from .spec import JobSpec
 
@@ -123,6 +122,8 @@ def finish(handle: DatasetHandle, job_ids=None, message: str | None = None,
         for job in live:
             yield _listed(handle, job, infos.get(job.job_id))
         return
+    # the committing code is not needed to list jobs (start-up time)
+    from .commit import Finished, commit_finished
     to_commit = []
     now = time.time()
     for job in live:

@@ -12,7 +12,6 @@ import os
 import shlex
 import socket
 
-from datalad.core.local.run import format_command, normalize_command
 from datalad.interface.results import get_status_dict
 from datalad.support.globbedpaths import GlobbedPaths
 
@@ -33,6 +32,7 @@ from ..dataset.paths import (
 from ..dataset.worktree import missing_content, prepare_outputs, restore
 from ..slurm import SlurmError
 from ..slurm.argv import is_sbatch
+from .command import format_command, normalize_command
 from .logs import log_patterns
 from .record import extension_tag
 from .spec import JobSpec
