@@ -208,3 +208,28 @@ def test_one_lock_per_job_and_dry_run(slurm, dataset, monkeypatch,
     wait_jobs(ids)
     assert len([r for r in dl.slurm_finish(dataset=ds, **KW)
                 if r.get("commit")]) == 4
+
+
+def test_head_commit_reads_refs_like_git(tmp_path, dataset):
+    """HEAD as every job records it, read without a git process."""
+    from datalad_hpcdata.dataset.git import head_commit, rev_parse
+    ds = dataset
+    handle = DatasetHandle(ds)
+
+    def same():
+        return head_commit(ds.path, handle.git_dir) == \
+            rev_parse(ds.path, "HEAD") is not None
+
+    assert same()                                   # a loose ref
+    git(ds, "pack-refs", "--all")
+    assert same()                                   # packed-refs only
+    git(ds, "checkout", "-q", "--detach")
+    assert same()                                   # detached
+    git(ds, "checkout", "-q", "-")
+    wt = tmp_path / "wt"
+    git(ds, "worktree", "add", "-q", str(wt), "-b", "other")
+    wt_git = DatasetHandle(dl.Dataset(str(wt))).git_dir
+    assert head_commit(str(wt), wt_git) == rev_parse(str(wt), "HEAD")
+    empty = tmp_path / "empty"
+    subprocess.run(["git", "init", "-q", str(empty)], check=True)
+    assert head_commit(str(empty), empty / ".git") is None   # unborn

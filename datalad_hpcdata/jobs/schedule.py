@@ -15,7 +15,7 @@ import socket
 from datalad.interface.results import get_status_dict
 from datalad.support.globbedpaths import GlobbedPaths
 
-from ..dataset.git import rev_parse
+from ..dataset.git import head_commit
 from ..dataset.handle import DatasetHandle
 from ..dataset.jobstore import ConflictError
 from ..dataset.lock import repository_lock
@@ -290,7 +290,7 @@ def schedule(handle: DatasetHandle, spec: JobSpec, jobs=None,
             dry_run=dry_run, cmd=spec.cmd, cmd_expanded=spec.cmd_expanded,
             inputs=spec.inputs, outputs=spec.outputs, pwd=spec.pwd, **res)
         return
-    head = rev_parse(handle.root, "HEAD")
+    head = head_commit(handle.root, handle.git_dir)
     with repository_lock(handle.git_dir):
         try:
             row = handle.store.claim(spec.claims, spec.to_dict(), head)
