@@ -116,10 +116,11 @@ def our_import_ms(argv, cwd, env, reps: int = 5) -> float:
                           env=dict(env, PYTHONPROFILEIMPORTTIME="1"))
     # modules DataLad loads with importlib (the package for its entry point,
     # the command's module) are not in -X importtime's output
-    mods = ["datalad_hpcdata"]
+    mods = []
     cmd = next((a for a in argv[1:] if a.startswith("slurm-")), None)
     if cmd:
-        mods.append("datalad_hpcdata.commands." + cmd[len("slurm-"):])
+        mods += ["datalad_hpcdata",
+                 "datalad_hpcdata.commands." + cmd[len("slurm-"):]]
     for m in re.finditer(r"^import time:.*\| +(datalad_hpcdata\S*)$",
                          proc.stderr, re.M):
         if m.group(1) not in mods:

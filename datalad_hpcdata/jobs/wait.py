@@ -219,12 +219,16 @@ class Waiter:
         """Results for the jobs that had not ended in time."""
         for jid, job in sorted(self.pending.items()):
             state = self.states.get(jid, "UNKNOWN")
+            note = self.notes.get(jid)
+            if isinstance(note, tuple):
+                note = note[0] % tuple(note[1:])
+            if self.query_error:
+                note = "Slurm could not be asked: %s" % self.query_error
             yield job_result(
                 self.handle, job, status="impossible", state=state,
                 message=("job %s is still %s after --timeout %g s; kept "
                          "open%s", jid, state, timeout,
-                         "; Slurm could not be asked: %s" % self.query_error
-                         if self.query_error else ""))
+                         " (%s)" % note if note else ""))
 
     def summary(self) -> dict:
         ok = not self.failed and not self.pending
