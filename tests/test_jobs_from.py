@@ -82,6 +82,8 @@ def test_jobs_from_file_placeholders_per_line(slurm, dataset, tmp_path):
         rec = parse_message(msg)[1]
         assert rec["outputs"] == [out]
         assert "{outputs}" in rec["cmd"]
+        # the details asked for while the next job was submitted are in
+        assert rec["slurm_outputs"] == ["slurm-%s.out" % jid]
 
 
 def test_jobs_from_stdin_and_python_list(slurm, dataset):
@@ -233,3 +235,29 @@ def test_head_commit_reads_refs_like_git(tmp_path, dataset):
     empty = tmp_path / "empty"
     subprocess.run(["git", "init", "-q", str(empty)], check=True)
     assert head_commit(str(empty), empty / ".git") is None   # unborn
+
+
+def test_stopping_midway_loses_no_submitted_job(slurm, dataset,
+                                                slurm_calls):
+    """Stop consuming after the first result: every job sbatch submitted
+    is open in the store with its details (none left 'submitting')."""
+    ds = dataset
+    specs = [{"cmd": "sbatch --hold code/job.sh {outputs}",
+              "outputs": "m/%d" % i} for i in range(5)]
+    gen = dl.slurm_schedule(dataset=ds, jobs_from=specs,
+                            result_renderer="disabled",
+                            return_type="generator")
+    first = next(gen)
+    gen.close()
+    store = DatasetHandle(ds).store
+    jobs = store.jobs(("submitting", "open"))
+    try:
+        assert first["status"] == "ok"
+        submitted = [c[-1] for c in slurm_calls("sbatch")]
+        assert len(jobs) == len(submitted) >= 2
+        for job in jobs:
+            assert job.status == "open" and job.job_id
+            assert job.spec["slurm_logs"] == [
+                str(Path(ds.path, "slurm-%s.out" % job.job_id))]
+    finally:
+        subprocess.run(["scancel"] + [j.job_id for j in jobs if j.job_id])

@@ -10,6 +10,11 @@ with its own result (and at most one repository-lock acquisition, in
 :func:`.schedule.schedule`).  Claiming stays the atomic step: a job that
 another process claimed in the meantime is refused on its own and the
 others go on.
+
+Submissions are pipelined: while job N+1 is claimed, prepared and
+submitted, a worker thread asks Slurm for job N's details (``scontrol``,
+half of the per-job cost); job N's id is recorded as soon as ``sbatch``
+returned, its result is yielded once its details are in.
 """
 
 from __future__ import annotations
@@ -18,14 +23,22 @@ import json
 import os
 import sys
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 from datalad.interface.results import get_status_dict
 from datalad.log import log_progress
 
 from ..dataset.handle import DatasetHandle
 from ..dataset.paths import ancestors
-from .schedule import ACTION, ScheduleError, lgr, plan, schedule
-from .spec import JobSpec
+from .schedule import (
+    ACTION,
+    Handoff,
+    ScheduleError,
+    lgr,
+    plan,
+    schedule,
+    submit_info,
+)
 
 LISTS = ("inputs", "outputs", "extra_inputs")
 TEXTS = ("message", "alt_dir")
@@ -182,17 +195,57 @@ def schedule_many(handle: DatasetHandle, source, pwd: str,
     log_progress(lgr.info, pid, "Scheduling %d jobs", len(specs),
                  total=len(specs), label="Scheduling", unit=" jobs")
     try:
-        for where, spec in specs:
-            yield from _one(handle, where, spec, jobs, dry_run)
-            log_progress(lgr.info, pid, "", update=1, increment=True,
-                         noninteractive_level=5)
+        for res in _pipelined(handle, specs, jobs, dry_run):
+            yield res
+            if res.get("status") != "ok" or res.get("slurm_job_id") or \
+                    res.get("dry_run"):
+                log_progress(lgr.info, pid, "", update=1, increment=True,
+                             noninteractive_level=5)
     finally:
         log_progress(lgr.info, pid, "Scheduled %d jobs", len(specs),
                      noninteractive_level=5)
 
 
-def _one(handle: DatasetHandle, where: str, spec: JobSpec, jobs,
-         dry_run: str | None):
-    for res in schedule(handle, spec, jobs=jobs, dry_run=dry_run):
-        res["where"] = where
-        yield res
+def _pipelined(handle: DatasetHandle, specs: list, jobs,
+               dry_run: str | None):
+    """schedule() every job in order; Slurm is asked about the job
+    submitted last while the next one is being submitted."""
+    pending = []        # [(where, suspended schedule(), details future)]
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        try:
+            for where, spec in specs:
+                gen = schedule(handle, spec, jobs=jobs, dry_run=dry_run,
+                               handoff=True)
+                for res in gen:
+                    if isinstance(res, Handoff):
+                        pending.append((where, gen, pool.submit(
+                            submit_info, handle, res.job_id)))
+                        break
+                    yield from _flush(pending)      # results stay in order
+                    res["where"] = where
+                    yield res
+                while len(pending) > 1:
+                    yield from _complete(*pending.pop(0))
+            yield from _flush(pending)
+        finally:
+            # interrupted: still record the details of handed-off jobs
+            while pending:
+                for _ in _complete(*pending.pop(0)):
+                    pass
+
+
+def _flush(pending: list):
+    while pending:
+        yield from _complete(*pending.pop(0))
+
+
+def _complete(where: str, gen, ask):
+    """Resume a handed-off schedule() with its job's details."""
+    try:
+        res = gen.send(ask.result())
+        while True:
+            res["where"] = where
+            yield res
+            res = next(gen)
+    except StopIteration:
+        return

@@ -278,9 +278,28 @@ def _expected_errors(spec: JobSpec) -> tuple:
     return expected
 
 
+class Handoff:
+    """Yielded by ``schedule(handoff=True)`` once the job is submitted (and
+    its id recorded): the caller asks Slurm for its details, e.g. while it
+    submits the next job, and sends them back (``send(details)``)."""
+
+    def __init__(self, job_id: str):
+        self.job_id = job_id
+
+
+def submit_info(handle: DatasetHandle, job_id: str) -> dict:
+    """What Slurm says about a submitted job ({} if it cannot be asked)."""
+    try:
+        return handle.backend.submit_info(job_id)
+    except SlurmError as e:
+        lgr.warning("could not read job %s details: %s", job_id, e)
+        return {}
+
+
 def schedule(handle: DatasetHandle, spec: JobSpec, jobs=None,
-             dry_run: str | None = None):
-    """Claim, prepare and submit one planned job; yield result records."""
+             dry_run: str | None = None, handoff: bool = False):
+    """Claim, prepare and submit one planned job; yield result records
+    (and, with `handoff`, a :class:`Handoff`)."""
     ds = handle.ds
     res = dict(action=ACTION, ds=ds, path=ds.path, type="dataset",
                logger=lgr)
@@ -310,11 +329,11 @@ def schedule(handle: DatasetHandle, spec: JobSpec, jobs=None,
                 yield get_status_dict(status="error", message=str(e), **res)
                 return
             raise
-    yield from _submit(handle, spec, prepared, res)
+    yield from _submit(handle, spec, prepared, res, handoff)
 
 
 def _submit(handle: DatasetHandle, spec: JobSpec, prepared: _Prepared,
-            res: dict):
+            res: dict, handoff: bool = False):
     pwd_abs = os.path.join(handle.root, spec.pwd)
     row = prepared.row
     try:
@@ -330,13 +349,14 @@ def _submit(handle: DatasetHandle, spec: JobSpec, prepared: _Prepared,
     except BaseException:
         handle.store.reject(row, "interrupted during submission")
         raise
-    info = {}
-    try:
-        info = handle.backend.submit_info(sub.job_id)
-    except SlurmError as e:
-        lgr.warning("could not read job %s details: %s", sub.job_id, e)
-    logs = log_patterns(info, pwd_abs, sub.job_id)
     cluster = cluster_name(handle, sub.cluster)
+    if handoff:
+        # the job is known before its details are
+        handle.store.set_submitted(row, cluster, sub.job_id)
+        info = (yield Handoff(sub.job_id)) or {}
+    else:
+        info = submit_info(handle, sub.job_id)
+    logs = log_patterns(info, pwd_abs, sub.job_id)
     staged = prepared.staged
     staged_counts = ({"staged_files": staged.files,
                       "staged_bytes": staged.bytes} if staged else {})
