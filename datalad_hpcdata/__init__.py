@@ -4,6 +4,8 @@ Layout and import rule: see docs/architecture.md (checked by
 tests/test_layout.py).
 """
 
+from .commands.cmdline import build_only_our_parser
+
 __version__ = "0.1.0"
 
 command_suite = (
@@ -19,3 +21,6 @@ command_suite = (
          "slurm-graph", "slurm_graph"),
     ],
 )
+
+# `datalad slurm-finish -l` and the like: one parser, not every command's
+build_only_our_parser(command_suite)

@@ -20,7 +20,13 @@ from pathlib import Path
 
 import pytest
 from datalad.conftest import setup_package  # noqa: F401  (isolated HOME)
-from slurmtest import JOB_SH, STATE_SH, multinode_usable, slurm_usable
+from slurmtest import (  # noqa: F401  (slurm_calls is a fixture)
+    JOB_SH,
+    STATE_SH,
+    multinode_usable,
+    slurm_calls,
+    slurm_usable,
+)
 
 # submitted at session start by `background_jobs`, checked at the end
 BACKGROUND_FIXTURES = ("timeout_job",)

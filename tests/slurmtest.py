@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 ACTIVE = "PD,R,CG,CF,S,RQ,RS,SO,ST,SI"
 USABLE = ("idle", "mixed", "allocated", "completing", "planned")
 CLUSTER_SH = Path(__file__).resolve().parents[1] / "tools" / "slurm-cluster.sh"
@@ -180,3 +182,23 @@ def wait_until(pred, timeout: float, what: str, interval: float = 0.5):
 def expand_nodes(nodelist: str) -> list[str]:
     """node[1-2],node5 -> [node1, node2, node5] (Slurm's own expansion)."""
     return sh("scontrol", "show", "hostnames", nodelist).split()
+
+
+@pytest.fixture
+def slurm_calls(tmp_path, monkeypatch):
+    """A log of every Slurm tool call made by this test's processes."""
+    shims, log = tmp_path / "shims", tmp_path / "slurm-calls.log"
+    shims.mkdir()
+    for tool in ("sacct", "squeue", "scontrol", "sbatch", "scancel"):
+        real = shutil.which(tool)
+        (shims / tool).write_text(
+            '#!/bin/sh\necho "%s $*" >> "%s"\nexec "%s" "$@"\n'
+            % (tool, log, real))
+        (shims / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", "%s:%s" % (shims, os.environ["PATH"]))
+
+    def calls(tool=None):
+        lines = log.read_text().splitlines() if log.exists() else []
+        return [line.split() for line in lines
+                if tool is None or line.split()[0] == tool]
+    return calls

@@ -4,17 +4,13 @@ from __future__ import annotations
 
 import logging
 
-from datalad.core.local.run import Run, get_command_pwds
 from datalad.distribution.dataset import datasetmethod, require_dataset
 from datalad.interface.base import Interface, build_doc, eval_results
 from datalad.interface.common_opts import jobs_opt
 from datalad.support.constraints import EnsureNone, EnsureStr
 from datalad.support.param import Parameter
 
-from ..dataset.handle import DatasetHandle
-from ..jobs.reschedule import reschedule
-from ..jobs.schedule import job_pwd
-from .options import alt_dir_opt, dataset_opt
+from .options import alt_dir_opt, dataset_opt, run_params
 from .render import render_result
 
 lgr = logging.getLogger("datalad.hpcdata.reschedule")
@@ -96,7 +92,7 @@ class SlurmReschedule(Interface):
         with_failed_jobs=Parameter(
             args=("--with-failed-jobs",), action="store_true",
             doc="""also resubmit records of jobs that did not complete."""),
-        assume_ready=Run._params_["assume_ready"],
+        assume_ready=run_params["assume_ready"],
         alt_dir=alt_dir_opt,
         no_alt_dir=Parameter(
             args=("--no-alt-dir",), action="store_true",
@@ -112,6 +108,12 @@ class SlurmReschedule(Interface):
                  report=False, script=None, with_failed_jobs=False,
                  assume_ready=None, alt_dir=None, no_alt_dir=False,
                  jobs=None):
+        # the workflow is imported here, not when DataLad builds the parser
+        from datalad.core.local.run import get_command_pwds
+
+        from ..dataset.handle import DatasetHandle
+        from ..jobs.reschedule import reschedule
+        from ..jobs.schedule import job_pwd
         ds = require_dataset(dataset, check_installed=True,
                              purpose="reschedule a Slurm job")
         handle = DatasetHandle(ds)

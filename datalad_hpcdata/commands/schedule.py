@@ -4,23 +4,18 @@ from __future__ import annotations
 
 import logging
 
-from datalad.core.local.run import Run, get_command_pwds
 from datalad.distribution.dataset import datasetmethod, require_dataset
 from datalad.interface.base import Interface, build_doc, eval_results
 from datalad.interface.results import get_status_dict
 from datalad.support.constraints import EnsureBool, EnsureNone, EnsureStr
 from datalad.support.param import Parameter
 
-from ..dataset.handle import DatasetHandle
-from ..jobs.container import ContainerError
-from ..jobs.dataflow import annotate
-from ..jobs.schedule import ACTION, ScheduleError, job_pwd, plan, schedule
-from .options import alt_dir_opt
+from .options import alt_dir_opt, run_params
 from .render import render_result
 
 lgr = logging.getLogger("datalad.hpcdata.schedule")
 
-_run = Run._params_
+_run = run_params
 
 
 @build_doc
@@ -65,6 +60,11 @@ class SlurmSchedule(Interface):
                       "sbatch code/plot.sh",
              code_py="slurm_schedule('sbatch code/plot.sh', "
                      "inputs=['results'], outputs=['plots'])"),
+        dict(text="Submit one job per line of a JSON lines file",
+             code_cmd="datalad slurm-schedule --jobs-from jobs.jsonl",
+             code_py="slurm_schedule(jobs_from=[{'cmd': 'sbatch job.sh 1', "
+                     "'outputs': ['res/1']}, {'cmd': 'sbatch job.sh 2', "
+                     "'outputs': ['res/2']}])"),
     ]
 
     result_renderer = "tailored"
@@ -106,6 +106,17 @@ class SlurmSchedule(Interface):
             container, so slurm-reschedule reuses it.""",
             constraints=EnsureStr() | EnsureNone()),
         jobs=_run["jobs"],
+        jobs_from=Parameter(
+            args=("--jobs-from",), metavar="FILE",
+            doc="""schedule one job per line of FILE ('-': standard input):
+            JSON objects with the keys cmd and outputs (required), inputs,
+            extra_inputs, message, alt_dir, expand, assume_ready (from
+            Python also a list of such dicts). All lines are validated
+            first; a bad line is reported by its number and nothing is
+            submitted. Then the jobs are claimed and submitted one by one,
+            each with its own result. Placeholders are expanded per line;
+            -m, --alt-dir, --expand and --assume-ready are defaults for
+            lines without that key."""),
     )
 
     @staticmethod
@@ -114,15 +125,41 @@ class SlurmSchedule(Interface):
     def __call__(cmd=None, *, dataset=None, inputs=None, extra_inputs=None,
                  outputs=None, expand=None, assume_ready=None, message=None,
                  dry_run=None, alt_dir=None, check_outputs=None,
-                 container=None, jobs=None):
+                 container=None, jobs=None, jobs_from=None):
+        # the workflow is imported here, not when DataLad builds the parser
+        from ..dataset.handle import DatasetHandle
+        from ..jobs.command import command_pwd
+        from ..jobs.container import ContainerError
+        from ..jobs.dataflow import annotate
+        from ..jobs.schedule import (
+            ACTION,
+            ScheduleError,
+            job_pwd,
+            plan,
+            schedule,
+        )
         ds = require_dataset(dataset, check_installed=True,
                              purpose="schedule a Slurm job")
         handle = DatasetHandle(ds)
-        pwd = job_pwd(handle, get_command_pwds(dataset)[0])
+        pwd = job_pwd(handle, command_pwd(dataset))
         if check_outputs is False:
             lgr.warning("--check-outputs false is ignored: overlapping "
                         "outputs are always refused")
         alt_dir = alt_dir or ds.config.get("datalad.hpcdata.alt-dir")
+        if jobs_from is not None:
+            if cmd or inputs or outputs or extra_inputs:
+                yield get_status_dict(
+                    action=ACTION, ds=ds, path=ds.path, type="dataset",
+                    status="impossible", logger=lgr,
+                    message="with --jobs-from, give the command, inputs and "
+                            "outputs on each line, not on the command line")
+                return
+            from ..jobs.batch import schedule_many
+            yield from schedule_many(
+                handle, jobs_from, pwd, jobs=jobs, dry_run=dry_run,
+                defaults=dict(message=message, alt_dir=alt_dir,
+                              expand=expand, assume_ready=assume_ready))
+            return
         try:
             spec = plan(handle, cmd, pwd, inputs=inputs,
                         extra_inputs=extra_inputs, outputs=outputs,

@@ -14,6 +14,8 @@ tells the real index about exactly those paths: in a split index (see
 from __future__ import annotations
 
 import os
+import re
+from pathlib import Path
 
 from ..runner import CommandError, popen, run
 from . import gitindex
@@ -46,6 +48,36 @@ def rev_parse(repo, rev):
     proc = git(repo, "rev-parse", "--verify", "-q", rev + "^{commit}",
                check=False)
     return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def head_commit(repo, git_dir) -> str | None:
+    """HEAD's commit read from the ref files, as git reads them (no
+    process: it is read once per submitted job); anything unusual
+    (reftable, a symbolic ref to a symbolic ref, ...) asks git."""
+    git_dir = Path(git_dir)
+    try:
+        head = (git_dir / "HEAD").read_text().strip()
+        common = git_dir
+        if (git_dir / "commondir").is_file():
+            common = git_dir / (git_dir / "commondir").read_text().strip()
+        sha = head
+        if head.startswith("ref: refs/"):
+            ref, sha = head[5:], None
+            for base in (git_dir, common):
+                if (base / ref).is_file():
+                    sha = (base / ref).read_text().strip()
+                    break
+            else:
+                for line in (common / "packed-refs").read_text(
+                        ).splitlines():
+                    if line.endswith(" " + ref):
+                        sha = line.split(" ", 1)[0]
+                        break
+        if sha and re.fullmatch(r"[0-9a-f]{40}", sha):
+            return sha
+    except OSError:
+        pass
+    return rev_parse(repo, "HEAD")
 
 
 def _obj_type(mode: str) -> str:

@@ -109,7 +109,10 @@ def _not_open(handle: DatasetHandle, wanted: list[str], jobs: list[Job]):
 
 def finish(handle: DatasetHandle, job_ids=None, message: str | None = None,
            close_failed: bool = False, commit_failed: bool = False,
-           list_only: bool = False, keep_alt_dir: bool = False, jobs=None):
+           list_only: bool = False, keep_alt_dir: bool = False, jobs=None,
+           query=None):
+    # query: job ids -> JobInfo; slurm-finish --wait passes the answer of
+    # its own poll so that no poll asks Slurm twice (default: ask Slurm)
     store = handle.store
     if not list_only:
         clean_staged(handle)
@@ -139,9 +142,10 @@ def finish(handle: DatasetHandle, job_ids=None, message: str | None = None,
         live = [j for j in live if j.row not in recovered]
     try:
         # listing needs no step details (MaxRSS): far less work for slurmdbd
-        infos = handle.backend.query([j.job_id for j in live], since=min(
-            (j.submit_time or 0 for j in live), default=0) or None,
-            steps=not list_only)
+        ids = [j.job_id for j in live]
+        infos = query(ids) if query else handle.backend.query(
+            ids, since=min((j.submit_time or 0 for j in live), default=0)
+            or None, steps=not list_only)
     except SlurmError as e:
         for job in live:
             yield job_result(handle, job, status="error",

@@ -15,7 +15,6 @@ import os
 import shlex
 import time
 
-from datalad.core.local.run import format_command, normalize_command
 from datalad.interface.results import get_status_dict
 from datalad.support.globbedpaths import GlobbedPaths
 
@@ -38,6 +37,7 @@ from ..dataset.worktree import missing_content, prepare_outputs, restore
 from ..slurm import SlurmError
 from ..slurm.argv import is_sbatch
 from . import dataflow, submissions
+from .command import format_command, normalize_command
 from .container import with_container
 from .record import extension_tag
 from .signals import interruptible
