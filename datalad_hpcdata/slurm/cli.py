@@ -56,10 +56,11 @@ BUSY = re.compile(
 
 
 def run(argv: list[str], timeout: float = 300, cwd: str | None = None,
-        env: dict | None = None, fixed: bool = True):
+        env: dict | None = None, fixed: bool = True,
+        input: str | None = None):
     """Run a Slurm tool once (never raises for a non-zero exit)."""
     return run_command(argv, cwd=cwd, env=env, timeout=timeout,
-                       error=SlurmError, fixed=fixed)
+                       error=SlurmError, fixed=fixed, input=input)
 
 
 def busy(text: str) -> bool:
@@ -111,12 +112,13 @@ class CLIBackend(Backend):
             pause(delay)
 
     # -- submission -------------------------------------------------------
-    def submit(self, argv, cwd, env=None) -> Submission:
+    def submit(self, argv, cwd, env=None, stdin=None) -> Submission:
         argv = sbatch_argv(argv)
         # the job inherits sbatch's environment: the user's, unchanged;
         # never retried (sbatch retries itself, and may have submitted)
         proc = self.call(argv, retry=False, cwd=cwd, env=env,
-                         timeout=TIMEOUTS["sbatch"], fixed=False)
+                         timeout=TIMEOUTS["sbatch"], fixed=False,
+                         input=stdin)
         ids = parse_job_ids(proc.stdout)
         if not ids:
             raise refused(argv, proc)

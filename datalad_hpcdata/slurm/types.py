@@ -110,7 +110,10 @@ class Backend:
     def __init__(self) -> None:
         self.calls: Counter = Counter()
 
-    def submit(self, argv: list[str], cwd: str, env=None) -> Submission:
+    def submit(self, argv: list[str], cwd: str, env=None,
+               stdin: str | None = None) -> Submission:
+        """Run the submission; `stdin` is a batch script sbatch reads
+        from standard input (when argv names none)."""
         raise NotImplementedError
 
     def query(self, job_ids: list[str],
