@@ -39,8 +39,9 @@ sleep 2
 
 
 def sh(*argv: str, cwd=None) -> str:
-    return subprocess.run(argv, capture_output=True, text=True, check=True,
-                          cwd=cwd).stdout.strip()
+    proc = subprocess.run(argv, capture_output=True, text=True, cwd=cwd)
+    assert proc.returncode == 0, (argv, proc.stderr)
+    return proc.stdout.strip()
 
 
 def sbatch(cwd, *args: str) -> str:
