@@ -353,6 +353,12 @@ def write_markdown(R, path: Path):
         "the stage before. One process, Python API. %s" % (
             R["config"]["stages"], R["config"]["width"], S["jobs"],
             R["machine"], "Quick mode." if R["config"]["quick"] else ""),
+        "", "Load average (1/5/15 min) at the start %s, at the end %s: the "
+        "machine (2 cores) was shared with other work, so absolute times "
+        "are upper bounds; the shapes (per stage, vs. history) are what "
+        "the run shows." % (
+            "/".join("%.1f" % x for x in R["load_start"]),
+            "/".join("%.1f" % x for x in R["load_end"])),
         "", "## Schedule", "",
         "| stage | median ms/job | p95 ms/job |", "|---|---|---|"]
     for k, s in sorted(S["per_stage"].items(), key=lambda kv: int(kv[0])):
@@ -469,6 +475,7 @@ def main(argv=None) -> int:
          "machine": "%s CPUs on the node, %s" % (
              sh(["sinfo", "-h", "-o", "%c"]).stdout.split()[0],
              sh(["sinfo", "--version"]).stdout.strip())}
+    R["load_start"] = list(bench.os.getloadavg())
     try:
         ds = make_dataset(work / "ds", cfg["width"])
         floor_sbatch(ds, cfg["floor_jobs"], R)
@@ -476,6 +483,7 @@ def main(argv=None) -> int:
         finish_pipeline(ds, ids, R)
         lookup_vs_history(ds, cfg, R)
         affected_by(ds, cfg, R)
+        R["load_end"] = list(bench.os.getloadavg())
     finally:
         bench.cleanup_all()
         subprocess.run(["chmod", "-R", "u+w", str(work)])
