@@ -179,6 +179,33 @@ def schedule_pipeline(ds, cfg, R):
     return ids
 
 
+def plan_overhead(ds, cfg, R):
+    """plan() (validation, the producers' lookup, the merged --dependency;
+    no Slurm, no git) of a job reading two open jobs' outputs vs. one
+    reading a committed file, while the whole pipeline is open."""
+    from datalad_hpcdata.dataset.handle import DatasetHandle
+    from datalad_hpcdata.jobs.schedule import plan
+    handle = DatasetHandle(ds)
+    k, width = cfg["stages"] - 1, cfg["width"]
+    cases = {"two_producers": [out_path(k, 0), out_path(k, 1 % width)],
+             "no_producers": ["params/p000.txt"]}
+    cmd = "sbatch code/step.sh {outputs} {inputs}"
+    R["plan"] = {}
+    for name, ins in cases.items():
+        times = []
+        for n in range(cfg["lookup_reps"]):
+            t0 = time.perf_counter()
+            spec = plan(handle, cmd, ds.path, inputs=ins,
+                        outputs=["extra/%s-%d.txt" % (name, n)])
+            times.append(time.perf_counter() - t0)
+        assert len(spec.depends_on) == (2 if name == "two_producers"
+                                        else 0), spec.depends_on
+        R["plan"][name] = summary(times)
+    log("plan(): %.2f ms with two producers, %.2f ms without" % (
+        1000 * R["plan"]["two_producers"]["median"],
+        1000 * R["plan"]["no_producers"]["median"]))
+
+
 def controller_down(res) -> bool:
     return any("Unable to contact slurm controller" in str(r.get("message"))
                for r in res)
@@ -389,6 +416,12 @@ def write_markdown(R, path: Path):
                                   ms * S["lookup"]["p95"]),
         "* programs started per scheduled job: %s" % ", ".join(
             "%s %.2f" % kv for kv in S["calls_per_job"].items()),
+        "* `plan()` alone (validation, producer lookup, merged "
+        "`--dependency`; no Slurm, no git), all %d jobs open: median "
+        "%.2f ms for a job reading two open jobs' outputs, %.2f ms for one "
+        "reading a committed file" % (
+            S["jobs"], ms * R["plan"]["two_producers"]["median"],
+            ms * R["plan"]["no_producers"]["median"]),
         "", "## Finish (one call)", "",
         "* Slurm ran the %d jobs in %.1f s after release (not ours)" % (
             S["jobs"], R["run_s"]),
@@ -494,6 +527,7 @@ def main(argv=None) -> int:
         ds = make_dataset(work / "ds", cfg["width"])
         floor_sbatch(ds, cfg["floor_jobs"], R)
         ids = schedule_pipeline(ds, cfg, R)
+        plan_overhead(ds, cfg, R)
         finish_pipeline(ds, ids, R)
         lookup_vs_history(ds, cfg, R)
         affected_by(ds, cfg, R)
