@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -45,7 +46,15 @@ def cli(ds_path, *args, env=None, check=False, hostname=None,
                 'hostname "$0" && exec "$@"', hostname, *argv]
     return subprocess.run(argv, cwd=str(ds_path), capture_output=True,
                           text=True, env=dict(os.environ, **(env or {})),
-                          check=check, timeout=timeout)
+                          check=check, timeout=timeout,
+                          preexec_fn=_default_sigint)
+
+
+def _default_sigint():
+    """A shell runs background jobs with SIGINT ignored, and Python then
+    never raises KeyboardInterrupt: give the child Ctrl-C as a terminal
+    would."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def records(proc) -> list[dict]:
@@ -164,6 +173,14 @@ def wait_cluster(timeout=90.0) -> None:
                        % timeout)
 
 
+def finish_api(ds_path, **kw) -> list[dict]:
+    """slurm-finish through the Python API, in this process (cheaper than
+    the command line for re-runs that are not meant to die)."""
+    import datalad.api as dl
+    return dl.slurm_finish(dataset=str(ds_path), result_renderer="disabled",
+                           return_type="list", on_failure="ignore", **kw)
+
+
 def text(res) -> str:
     """A result's message as a string ((fmt, *args) from the Python API, a
     list from JSON)."""
@@ -179,7 +196,8 @@ def finish_until(ds_path, job_ids, timeout=60.0, **env):
     wait_jobs(job_ids)
     deadline = time.monotonic() + timeout
     while True:
-        recs = records(cli(ds_path, "slurm-finish", env=env))
+        recs = finish_api(ds_path) if not env else records(
+            cli(ds_path, "slurm-finish", env=env))
         waiting = [r for r in recs if r.get("slurm_job_id") in job_ids
                    and r["status"] == "notneeded"
                    and "commit" not in r]

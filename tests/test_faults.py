@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import datalad.api as dl
@@ -22,6 +23,7 @@ from faultkit import (
     changed_paths,
     cli,
     copy_dataset,
+    finish_api,
     finish_until,
     fsck_clean,
     git,
@@ -88,7 +90,7 @@ def test_schedule_killed_at(ds, step):
                *CMD, env={"HPCDATA_FAULT": "schedule:" + step})
     assert proc.returncode == -9, (proc.stdout, proc.stderr)
     # the next command resolves the interrupted submission
-    fin = records(cli(ds, "slurm-finish"))
+    fin = finish_api(ds)
     adopted = [r for r in fin if r.get("state") == "SUBMITTED"]
     released = [r for r in fin if r.get("state") == "RELEASED"]
     if released:
@@ -96,8 +98,8 @@ def test_schedule_killed_at(ds, step):
         assert os.readlink(ds / "p.dat") == link
         assert status(ds) == ""
     # run the schedule again: refused if the job exists, else submitted
-    again = records(cli(ds, "slurm-schedule", "-o", "p.dat", "-i",
-                        "data/in.txt", *CMD))
+    again = dl.slurm_schedule(CMD, dataset=str(ds), outputs=["p.dat"],
+                              inputs=["data/in.txt"], **KW)
     r = one(again, action="slurm-schedule")
     open_ids = [j for _, s, j, _ in store_rows(ds) if j and s == "open"]
     if r["status"] == "impossible":
@@ -256,7 +258,7 @@ def test_finish_killed_at(ds, step):
     proc = cli(ds, "slurm-finish", env={"HPCDATA_FAULT": "finish:" + step})
     assert proc.returncode == -9, (proc.stdout, proc.stderr)
     moved = head(ds) != base
-    rerun = records(cli(ds, "slurm-finish"))
+    rerun = finish_api(ds)
     check_finished(ds, base, ids)
     how = {text(r) for r in rerun if r["status"] == "ok"}
     report(step, "slurm-finish", "%s; re-run: %s" % (
@@ -278,7 +280,7 @@ def test_altdir_finish_killed_at(ds, tmp_path, step):
     base = head(ds)
     proc = cli(ds, "slurm-finish", env={"HPCDATA_FAULT": "finish:" + step})
     assert proc.returncode == -9, (proc.stdout, proc.stderr)
-    cli(ds, "slurm-finish")
+    finish_api(ds)
     check_finished(ds, base, ids)
     left = sorted(str(p.relative_to(alt)) for p in alt.rglob("*")
                   if p.is_file())
@@ -353,3 +355,17 @@ def test_other_hosts_submission_listed_then_closed(ds):
     assert closed["status"] == "ok" and "closed by the user" in text(closed)
     assert store_claims(ds) == [] and status(ds) == ""
     no_leftovers(ds)
+
+
+def test_guarantees_page_example_runs(slurm, tmp_path):
+    """The crash example of docs/guarantees.md, as written."""
+    page = (Path(__file__).resolve().parents[1] / "docs" /
+            "guarantees.md").read_text()
+    block = page.split("```sh\n", 1)[1].split("```", 1)[0]
+    proc = subprocess.run(["bash", "-e", "-c", block], cwd=str(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "killed (137)" in proc.stdout
+    demo = tmp_path / "crash-demo"
+    assert len(job_commit_counts(demo, "HEAD~1")) == 1
+    no_leftovers(demo)

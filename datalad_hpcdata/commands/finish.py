@@ -73,7 +73,9 @@ class SlurmFinish(Interface):
             claims are released, outputs left untouched and uncommitted, and
             the job stays in the job store's history. Jobs blocked by a
             failed or closed producer are cancelled in Slurm and closed
-            too."""),
+            too. Also resolves submissions interrupted on another host
+            (adopted if Slurm has a job with their token, else
+            released)."""),
         commit_failed_jobs=Parameter(
             args=("--commit-failed-jobs",), action="store_true",
             doc="""commit the outputs of failed jobs too, with the final
