@@ -247,6 +247,61 @@ def test_failed_producer_blocks_consumers_then_closed(slurm, pipe):
     assert one(finish(ds), status="notneeded")
 
 
+def test_consumer_finished_alone_waits_for_its_producer(slurm, pipe):
+    """`slurm-finish B` before A is committed: B stays open; after A was
+    committed (another call), B's record names A's commit."""
+    ds = pipe
+    a = jid(schedule(ds, ["sbatch", "--wrap", "echo a > a.txt"],
+                     outputs=["a.txt"]))
+    b = jid(schedule(ds, "sbatch code/job.sh {outputs} {inputs}",
+                     inputs=["a.txt"], outputs=["b.txt"]))
+    wait_jobs([a, b])
+    head = git(ds, "rev-parse", "HEAD")
+    r = one(finish(ds, job_id=[b]), slurm_job_id=b)
+    assert r["status"] == "impossible" and r["waiting_for"] == [a]
+    assert "producer job %s is not committed yet" % a in text(r)
+    assert git(ds, "rev-parse", "HEAD") == head
+    one(finish(ds, job_id=[a]), slurm_job_id=a, status="ok")
+    a_commit = git(ds, "rev-parse", "HEAD").strip()
+    one(finish(ds, job_id=[b]), slurm_job_id=b, status="ok")
+    _, rec = parse_message(git(ds, "log", "-1", "--format=%B"))
+    assert rec["depends_on"][0]["commit"] == a_commit
+
+
+def test_producer_unknown_to_slurm_blocks_its_consumer(slurm, pipe):
+    """Slurm treats afterok on a job it does not know as satisfied: the
+    consumer runs on an output nobody made. It is never committed; once
+    the producer counts as unknown it is reported and can be closed."""
+    ds = pipe
+    store = DatasetHandle(ds).store
+    row = store.claim(["ghost.txt"], {"cmd": "sbatch x", "outputs":
+                                      ["ghost.txt"], "output_specs":
+                                      ["ghost.txt"], "pwd": "."}, None)
+    store.set_submitted(row, "hpcdata", "987654")
+    b = submitted(schedule(ds, "sbatch code/job.sh {outputs} {inputs}",
+                           inputs=["ghost.txt"], outputs=["b.txt"]))
+    assert b["dependency"] == "afterok:987654"
+    wait_jobs([b["slurm_job_id"]])
+    head = git(ds, "rev-parse", "HEAD")
+    # a fresh producer may just not be visible yet: the consumer waits
+    r = one(finish(ds), slurm_job_id=b["slurm_job_id"])
+    assert r["status"] == "impossible" and r["waiting_for"] == ["987654"]
+    store.con.execute("UPDATE jobs SET submit_time = 1 WHERE row = ?",
+                      (row,))
+    r = one(finish(ds), slurm_job_id=b["slurm_job_id"])
+    assert r["status"] == "impossible" and r["state"] == "COMPLETED"
+    assert r["blocked_by"] == [{"slurm_job_id": "987654",
+                                "cluster": "hpcdata",
+                                "reason": "is unknown to Slurm"}]
+    assert "ran, but is not committed" in text(r)
+    res = finish(ds, close_failed_jobs=True)
+    assert all(x["status"] == "ok" for x in res), res
+    assert text(one(res, slurm_job_id=b["slurm_job_id"])).startswith(
+        "closed job %s: blocked" % b["slurm_job_id"])
+    assert git(ds, "rev-parse", "HEAD") == head
+    assert store_rows(ds)[1] == []
+
+
 def test_users_own_dependency_is_kept(slurm, pipe):
     ds = pipe
     x = subprocess.run(["sbatch", "--parsable", "--hold", "--wrap", "true"],
