@@ -544,7 +544,7 @@ def floor_annex_add(ds: Path, reps: int, n_files: int):
     """`git annex add` of n_files small new files into a scratch index, the
     way slurm-finish stages a call's outputs (package code: the git-annex
     binary, the keys-database guard); per call."""
-    from datalad_hpcdata.dataset.git import annex_add
+    from datalad_hpcdata.dataset.scratch import annex_add
     times = []
     base = ds / "out" / "floor-annex"
     for i in range(reps):

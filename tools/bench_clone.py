@@ -41,7 +41,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import bench_fixtures as fx  # noqa: E402
 
-from datalad_hpcdata.dataset.git import annex_add  # noqa: E402
+from datalad_hpcdata.dataset.scratch import annex_add  # noqa: E402
 
 STEPS = [
     ("clone", "`git clone` (checkout of every file)"),
