@@ -21,8 +21,10 @@ in the environment; git-annex's local credential store (filled by
 by ``profile=`` or the default botocore chain (``~/.aws``).  Never the
 git-annex branch.  (The first two are looked up in ``remote/config.py``.)
 
-botocore is imported only when an ``S3`` client is made; one client (and its
-connection pool) serves every request of a remote process.
+Object requests (HEAD/GET/PUT/DELETE) on an explicit ``endpoint=`` with
+static credentials use the small client of :mod:`.s3_http` (one persistent
+connection per thread); the rest uses botocore, imported only when first
+needed.  Either way one client serves every request of a remote process.
 """
 
 from __future__ import annotations
@@ -34,7 +36,11 @@ from ..entries import Entry, ProgressFn
 from ..errors import ConfigError, HpcdataError, NotFound, translated_call
 from .s3_download import download
 from .s3_etags import CONCURRENCY, PARTSIZE, plain_md5_etag
+from .s3_http import LeanS3, S3Error, usable
 from .s3_upload import upload
+
+LEAN_OPERATIONS = ("head_object", "get_object", "put_object",
+                   "delete_object")
 
 
 def _botocore() -> tuple[Any, Any]:
@@ -60,19 +66,42 @@ def parse_s3(url: str) -> tuple[str, str] | None:
 
 
 class S3:
+    """S3 requests of one remote process, through one client each.
+
+    Object requests (HEAD, GET, PUT, DELETE) on an explicit endpoint with
+    static credentials go through the small client of :mod:`.s3_http`;
+    everything else through botocore, imported and set up on first use.
+    """
+
     def __init__(self, endpoint: str | None = None, region: str | None = None,
                  addressing: str | None = None, profile: str | None = None,
                  credentials: tuple[str, str] | None = None,
                  partsize: int = PARTSIZE,
                  concurrency: int = CONCURRENCY) -> None:
-        botocore, Config = _botocore()
-        self._botocore = botocore
         style = (addressing or "auto").lower()
         if style not in ("auto", "path", "virtual"):
             raise ConfigError("addressing must be path, virtual or auto, "
                               "not %r" % (addressing,))
         self.partsize = partsize
         self.concurrency = concurrency
+        self._settings = (endpoint, region, style, profile, credentials)
+        self._client: Any = None
+        self._botocore: Any = None
+        self.lean = (LeanS3(endpoint, region, style, credentials)
+                     if usable(endpoint, credentials) and not profile
+                     else None)
+
+    @property
+    def client(self) -> Any:
+        """The botocore client (made on first use)."""
+        if self._client is None:
+            self._client = self._make_client()
+        return self._client
+
+    def _make_client(self) -> Any:
+        botocore, Config = _botocore()
+        self._botocore = botocore
+        endpoint, region, style, profile, credentials = self._settings
         # Integrity comes from Content-MD5 and ETags (see the module
         # docstring), so no SHA-256 of every payload and no CRC on top.
         config = Config(s3={"addressing_style": style,
@@ -80,7 +109,7 @@ class S3:
                         retries={"mode": "standard"},
                         request_checksum_calculation="when_required",
                         response_checksum_validation="when_required",
-                        max_pool_connections=max(10, concurrency + 2),
+                        max_pool_connections=max(10, self.concurrency + 2),
                         connect_timeout=30, read_timeout=60)
         kwargs = {}
         if credentials:
@@ -88,7 +117,7 @@ class S3:
                           aws_secret_access_key=credentials[1])
         try:
             session = botocore.session.Session(profile=profile or None)
-            self.client = session.create_client(
+            return session.create_client(
                 "s3", endpoint_url=endpoint or None,
                 region_name=region or None, config=config, **kwargs)
         except botocore.exceptions.ProfileNotFound as exc:
@@ -98,12 +127,17 @@ class S3:
     # -- errors -----------------------------------------------------------
     def error_code(self, exc: Exception) -> str | None:
         """The S3 error code of a client error, else None."""
-        if isinstance(exc, self._botocore.exceptions.ClientError):
+        if isinstance(exc, S3Error):
+            return exc.code
+        if self._botocore is not None and isinstance(
+                exc, self._botocore.exceptions.ClientError):
             return str(exc.response.get("Error", {}).get("Code", ""))
         return None
 
     def _error(self, exc: Exception, what: str) -> HpcdataError | None:
         """Our failure for a botocore error, None for anything else."""
+        if self._botocore is None:
+            return None
         exceptions = self._botocore.exceptions
         code = self.error_code(exc)
         if code is not None:
@@ -131,6 +165,8 @@ class S3:
 
     def request(self, what: str, operation: str, **kwargs: Any) -> Any:
         """The client's ``operation`` (e.g. "head_object"), translated."""
+        if self.lean is not None and operation in LEAN_OPERATIONS:
+            return self.lean.call(operation, **kwargs)
         return self.call(what, getattr(self.client, operation), **kwargs)
 
     def attempt(self, what: str, operation: str, codes: tuple[str, ...],
