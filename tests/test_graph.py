@@ -12,7 +12,7 @@ import subprocess
 
 import datalad.api as dl
 import pytest
-from slurmtest import one
+from slurmtest import cluster_layout, one
 
 pytestmark = pytest.mark.slurm
 
@@ -83,12 +83,17 @@ def graph(ds, **kw):
     return r
 
 
+def cluster() -> str:
+    """The name of the cluster the tests run on (SLURM_CONF's)."""
+    return cluster_layout()["cluster"]
+
+
 def test_graph_nodes_and_edges(campaign):
     ds, sha, open_id = campaign
     r = graph(ds, include_open=True, format="json")
     nodes = {n["id"]: n for n in r["nodes"]}
     job = {k: "commit:" + v for k, v in sha.items()}
-    job["open"] = "open:hpcdata:%s" % open_id
+    job["open"] = "open:%s:%s" % (cluster(), open_id)
     files = ["code/eval.sh", "code/job.sh", "code/sim.sh", "code/train.sh",
              "data/in.txt", "eval/score.txt", "model.txt", "notes.txt",
              "report.txt", "sims/a", "sims/a/x.txt", "sims/b.txt"]
@@ -152,7 +157,8 @@ def test_graph_range_open_state_and_formats(campaign, tmp_path):
     # the state slurm-finish saw last is shown for open jobs
     dl.slurm_finish(dataset=ds, list_open_jobs=True, **KW)
     r = graph(ds, include_open=True, format="json")
-    n = [n for n in r["nodes"] if n["id"] == "open:hpcdata:%s" % open_id][0]
+    n = [n for n in r["nodes"]
+         if n["id"] == "open:%s:%s" % (cluster(), open_id)][0]
     assert n["state"] == "PENDING" and n["label"].endswith("open: PENDING")
     # dot: written to a file, accepted by Graphviz
     out = tmp_path / "g.dot"
