@@ -16,7 +16,7 @@ Everything on this machine, on loopback, files and server data on tmpfs:
 * ``small``: 2,000 files of 4 KiB, ``git annex copy -J1`` and ``-J8`` and
   ``get -J8``: this remote against the built-in S3 remote;
 * ``memory``: peak RSS of every remote process (a wrapper records
-  ``ru_maxrss``), for the 1 GiB file and a 256 MiB one;
+  ``VmHWM``), for the 1 GiB file and a 256 MiB one;
 * ``sweep``: part size x concurrency of this remote's S3 engine (Python
   API, a process per setting): where the defaults come from.
 
@@ -110,8 +110,9 @@ class Bench:
         argv = [sys.executable, str(HERE / "bench_remote.py"), "--boto3", op,
                 str(path), bucket, key, self.s3.endpoint]
         record = run_timed(argv, self.root, self.env, self.s3)
-        record["process_wall"] = record["wall"]
-        record["wall"] = json.loads(record["stdout"])["call"]
+        got = json.loads(record["stdout"])
+        record.update(process_wall=record["wall"], wall=got["call"],
+                      maxrss=got["peak"])
         return self.sample(name, record)
 
     # -- phases -------------------------------------------------------------
@@ -267,14 +268,20 @@ def boto3_mode(op: str, path: str, bucket: str, key: str,
         client.upload_file(path, bucket, key)
     else:
         client.download_file(bucket, key, path)
-    print(json.dumps({"call": time.perf_counter() - start}))
+    print(json.dumps({"call": time.perf_counter() - start,
+                      "peak": peak_memory()}))
+
+
+def peak_memory() -> int:
+    """VmHWM: this process's own peak RSS (not its parent's pre-exec)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) * 1024 for line in status
+                    if line.startswith("VmHWM:"))
 
 
 def sweep_mode(unit: int, conc: int, path: str, out: str,
                endpoint: str) -> None:
     """This remote's S3 engine with one part size x concurrency."""
-    import resource
-
     sys.path.insert(0, str(envmod.REPO))
     from datalad_hpcdata.remote.stores import s3_download
     from datalad_hpcdata.remote.stores.s3 import S3
@@ -293,8 +300,7 @@ def sweep_mode(unit: int, conc: int, path: str, out: str,
             s3.download("sweep", key, out)
         got[what] = time.perf_counter() - start
         got[what + "_cpu"] = sum(os.times()[:2]) - cpu0
-        got[what + "_rss"] = resource.getrusage(
-            resource.RUSAGE_SELF).ru_maxrss * 1024
+        got[what + "_rss"] = peak_memory()
     os.unlink(out)
     s3.delete("sweep", key)
     print(json.dumps(got))

@@ -94,8 +94,10 @@ class Seaweed:
                 return self
             except Exception:
                 time.sleep(0.2)
-        raise RuntimeError("SeaweedFS did not start; see %s"
-                           % (self.root / "weed.log"))
+        self.log.flush()
+        raise RuntimeError("SeaweedFS did not start (it also binds "
+                           "127.0.0.1:80: is another one running?): %s"
+                           % (self.root / "weed.log").read_text()[-1500:])
 
     def client(self):
         import boto3
@@ -228,14 +230,18 @@ def serve_zenodo(path: str, record: str, md5: str) -> None:
     server.serve_forever()
 
 
+# VmHWM: the peak of this program's own memory (ru_maxrss would include
+# git-annex's pages of the fork before the exec)
 REMOTE_WRAPPER = '''#!%(python)s
-import os, resource, sys
+import os, sys
 sys.path.insert(0, %(repo)r)
 from datalad_hpcdata.remote.main import main
 try:
     main()
 finally:
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    with open("/proc/self/status") as status:
+        peak = next(int(line.split()[1]) * 1024 for line in status
+                    if line.startswith("VmHWM:"))
     with open(os.path.join(%(rss)r, str(os.getpid())), "w") as handle:
         handle.write(str(peak))
 '''

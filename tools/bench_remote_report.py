@@ -90,8 +90,8 @@ def small_rows(R: dict) -> list[str]:
 
 def memory_rows(R: dict) -> list[str]:
     size = R["config"]["large"] // MIB
-    rows = ["| transfer | remote process peak RSS | whole command peak RSS "
-            "(`wait4`) |", "|---|---|---|"]
+    rows = ["| transfer | remote process peak RSS (`VmHWM`) | whole "
+            "command peak RSS (`wait4`; boto3: `VmHWM`) |", "|---|---|---|"]
     names = [("large upload ours", "%d MiB upload, this remote" % size),
              ("large download ours", "%d MiB download, this remote" % size)]
     for mem in R["config"]["mem_sizes"]:

@@ -275,3 +275,13 @@ def raw_reader(raw: Any, chunk: int) -> Callable[[], bytes]:
     if isinstance(fp, http.client.HTTPResponse):
         return lambda: fp.read(chunk)
     return lambda: raw.read(chunk)
+
+
+def network_error(exc: BaseException) -> bool:
+    """Whether ``exc`` means the connection broke while a body was read
+    (socket and http.client errors, urllib3's and botocore's wrappers)."""
+    import http.client
+
+    if isinstance(exc, (OSError, http.client.HTTPException)):
+        return True
+    return type(exc).__module__.split(".")[0] in ("urllib3", "botocore")

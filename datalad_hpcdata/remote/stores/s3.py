@@ -173,7 +173,15 @@ class S3:
                 **kwargs: Any) -> tuple[Any, str | None]:
         """(reply, None), or (None, code) for an S3 error in ``codes``."""
         try:
+            if self.lean is not None and operation in LEAN_OPERATIONS:
+                return self.lean.call(operation, **kwargs), None
             return getattr(self.client, operation)(**kwargs), None
+        except S3Error as exc:
+            if exc.code in codes:
+                return None, exc.code
+            raise
+        except HpcdataError:
+            raise
         except Exception as exc:
             code = self.error_code(exc)
             if code is not None and code in codes:

@@ -1,7 +1,9 @@
 """Downloads from S3: resumable, parallel for large objects, one pass.
 
-* Every GET names the object version that was checked (``If-Match`` with
-  the ETag of the HEAD), so the bytes cannot come from two versions.
+* The first GET asks for the first range and learns the object's size,
+  ETag and metadata from the reply (a small object: one request, no HEAD);
+  every further GET names that version (``If-Match`` with its ETag), so
+  the bytes cannot come from two versions.
 * A partial file is continued from its length with ranged GETs (its bytes
   are hashed first); a connection that breaks while a body is read is
   retried from where it stopped, a bounded number of times.
@@ -23,14 +25,12 @@
 from __future__ import annotations
 
 import hashlib
-import http.client
 import logging
+import os
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, Callable
-
-import urllib3
 
 from ..entries import ProgressFn
 from ..errors import HpcdataError, VerificationError
@@ -43,6 +43,7 @@ from ..transfer import (
     digester,
     discard,
     hash_file,
+    network_error,
     raw_reader,
     resume_offset,
 )
@@ -53,8 +54,6 @@ lgr = logging.getLogger("datalad.hpcdata.remote")
 DOWNLOAD_CHUNK = 8 * MIB  # bytes per ranged GET of a large object
 READ = MIB  # bytes per read of a single-GET body
 ATTEMPTS = 5  # GETs per range before a broken connection is fatal
-NETWORK_ERRORS = (OSError, http.client.HTTPException,
-                  urllib3.exceptions.HTTPError)
 ENCRYPTED = ("aws:kms", "aws:kms:dsse")
 
 
@@ -86,25 +85,39 @@ class Check:
 def download(s3: Any, bucket: str, key: str, path: str,
              progress: ProgressFn | None,
              head: dict[str, Any] | None = None) -> int:
-    """Download object ``key`` into ``path`` (resuming), verified."""
+    """Download object ``key`` into ``path`` (resuming), verified.
+
+    Without ``head`` (from a HEAD the caller made), the first GET asks for
+    the first range and tells the size and ETag: a small object costs one
+    request.
+    """
     what = "s3://%s/%s" % (bucket, key)
-    head = head or s3.head(bucket, key)
+    fetch = Fetch(s3, bucket, key, None, what)
+    have = os.path.getsize(path) if os.path.exists(path) else 0
+    first = None
+    if head is None:
+        head, first = fetch.probe(have)
     size = head.get("ContentLength")
+    fetch.etag = head.get("ETag")
+    if first is not None and first.start != have:
+        have = 0  # the server ignored the range: start over
+    have = resume_offset(path, size) if have else 0
     check = verifier(s3, bucket, key, head)
-    have = resume_offset(path, size)
     if have and check is not None:
         hash_file(check.hasher, path)  # the part already there
     elif not have:
         discard(path)
     tally = Tally(progress, have)
-    fetch = Fetch(s3, bucket, key, head.get("ETag"), what)
-    receive = _single
-    if (size is not None and size - have > DOWNLOAD_CHUNK
-            and s3.concurrency > 1):
-        receive = _parallel
-    if size is None or have < size:
-        with open(path, "ab") as out:
-            have = receive(fetch, out, have, size, tally, check,
+    with open(path, "ab") as out:
+        if first is not None:
+            have = _single(fetch, out, have, first.end, tally, check,
+                           first.body)
+        if size is None or have < size:
+            receive = _single
+            if (size is not None and size - have > DOWNLOAD_CHUNK
+                    and s3.concurrency > 1):
+                receive = _parallel
+            have = receive(fetch, out, have, size, tally, check, None,
                            s3.concurrency)
     check_length(what, have, size)
     problem = check.failure() if check is not None else None
@@ -163,6 +176,13 @@ def part_size(s3: Any, bucket: str, key: str, head: dict[str, Any],
     return part
 
 
+class Opened:
+    """A GET whose body (bytes ``start``..``end``) is still to be read."""
+
+    def __init__(self, body: Any, start: int, end: int) -> None:
+        self.body, self.start, self.end = body, start, end
+
+
 class Fetch:
     """GETs of one object version."""
 
@@ -184,13 +204,39 @@ class Fetch:
             kwargs["IfMatch"] = self.etag  # the version that was checked
         return self.s3.request(self.what, "get_object", **kwargs)["Body"]
 
+    def probe(self, have: int) -> tuple[dict[str, Any], Opened | None]:
+        """(what a HEAD would say, the open GET of the first range).
+
+        The GET asks for ``DOWNLOAD_CHUNK`` bytes from ``have``; nothing
+        there (416) is answered by a HEAD.
+        """
+        reply, _ = self.s3.attempt(
+            self.what, "get_object", ("InvalidRange",), Bucket=self.bucket,
+            Key=self.key, Range="bytes=%s-%s" % (
+                have, have + DOWNLOAD_CHUNK - 1))
+        if reply is None:
+            return self.s3.head(self.bucket, self.key), None
+        info = dict(reply)
+        body = info.pop("Body")
+        length = int(reply.get("ContentLength") or 0)
+        first, _, total = str(reply.get("ContentRange") or "").partition(
+            " ")[2].partition("/")
+        if total.isdigit() and first.split("-")[0].isdigit():
+            start = int(first.split("-")[0])
+            info["ContentLength"] = int(total)
+        else:  # the whole object
+            start = 0
+        return info, Opened(body, start, start + length)
+
     def reader(self, body: Any, chunk: int) -> Callable[[], bytes]:
         source = raw_reader(getattr(body, "_raw_stream", body), chunk)
 
         def read() -> bytes:
             try:
                 return source()
-            except NETWORK_ERRORS as exc:
+            except Exception as exc:
+                if not network_error(exc):
+                    raise
                 raise Interrupted("%s: connection broken (%s)"
                                   % (self.what, type(exc).__name__))
 
@@ -217,16 +263,19 @@ class Fetch:
                            % (problem, ATTEMPTS))
 
 
-def _single(fetch: Fetch, out: BinaryIO, have: int, size: int | None,
-            tally: Tally, check: Check | None, concurrency: int) -> int:
-    """One GET from ``have`` on; a broken read continues with a Range."""
+def _single(fetch: Fetch, out: BinaryIO, have: int, end: int | None,
+            tally: Tally, check: Check | None, body: Any = None,
+            concurrency: int = 1) -> int:
+    """Bytes ``have``..``end`` with one GET (``body``: one already open);
+    a broken read continues with a Range from where it stopped."""
     update = check.update if check is not None else None
-    amount = None if size is None else size - have
+    amount = None if end is None else end - have
     problem = "connection closed early"
     with digester(update, 8, amount) as hashing:
         try:
             for attempt in range(ATTEMPTS):
-                body = fetch.open(have)
+                if body is None:
+                    body = fetch.open(have, end)
                 read = fetch.reader(body, READ)
                 broken = False
                 try:
@@ -247,8 +296,9 @@ def _single(fetch: Fetch, out: BinaryIO, have: int, size: int | None,
                         tally.add(len(data))
                 finally:
                     body.close()
-                if (size is None and not broken) or (
-                        size is not None and have >= size):
+                    body = None
+                if (end is None and not broken) or (
+                        end is not None and have >= end):
                     return have
                 time.sleep(min(2.0, 0.1 * 2 ** attempt))
         finally:
@@ -257,7 +307,8 @@ def _single(fetch: Fetch, out: BinaryIO, have: int, size: int | None,
 
 
 def _parallel(fetch: Fetch, out: BinaryIO, have: int, size: int,
-              tally: Tally, check: Check | None, concurrency: int) -> int:
+              tally: Tally, check: Check | None, body: Any,
+              concurrency: int) -> int:
     """Ranged GETs, ``concurrency`` at a time, written in order."""
     update = check.update if check is not None else None
     ranges = [(start, min(start + DOWNLOAD_CHUNK, size))

@@ -1,11 +1,12 @@
 """``git-annex-remote-hpcdata`` that records its own peak memory (tests only).
 
 Runs the real remote; when it exits, writes its peak resident set size in
-bytes (``getrusage`` ``ru_maxrss``) to ``$HPCDATA_TEST_RSS_DIR/<pid>``.
+bytes to ``$HPCDATA_TEST_RSS_DIR/<pid>``: ``VmHWM`` of /proc/self/status,
+the high-water mark of this program's own memory (``ru_maxrss`` would also
+count git-annex's pages of the fork before the exec).
 """
 
 import os
-import resource
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -17,7 +18,9 @@ def run():
     try:
         main()
     finally:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        with open("/proc/self/status") as status:
+            peak = next(int(line.split()[1]) * 1024 for line in status
+                        if line.startswith("VmHWM:"))
         path = os.path.join(os.environ["HPCDATA_TEST_RSS_DIR"], str(os.getpid()))
         with open(path, "w") as handle:
             handle.write(str(peak))

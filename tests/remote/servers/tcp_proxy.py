@@ -5,9 +5,10 @@ forwards every byte to the real server (SeaweedFS) and back, and can
 
 * ``rate``: limit the client-to-server direction to this many bytes per
   second (an upload slow enough to be interrupted half way);
-* ``cut_after``: close a connection once this many bytes went back to the
-  client on it (a download that breaks in the middle of a body), for the
-  next ``cuts`` connections that get that far;
+* ``cut_after``: close a connection once this many bytes of one response
+  went back to the client (a download that breaks in the middle of a
+  body), for ``cuts`` responses that get that far, after the first
+  ``cut_skip`` of them;
 * ``flip_at``: flip the byte at this offset of the server-to-client stream
   of the next ``flips`` connections that get that far (corrupt data);
 
@@ -21,6 +22,7 @@ import socket
 import threading
 import time
 
+STATUS = re.compile(rb"HTTP/1\.[01] \d{3} ")
 REQUEST = re.compile(rb"(GET|PUT|POST|HEAD|DELETE) (/[^ \r\n]*) HTTP/1\.[01]\r\n")
 RANGE = re.compile(rb"\r\n[Rr]ange: *bytes=([0-9-]+)")
 
@@ -31,6 +33,8 @@ class FaultProxy:
         self.rate = None
         self.cut_after = None
         self.cuts = 0
+        self.cut_skip = 0
+        self.reached = 0
         self.flip_at = None
         self.flips = 0
         self.connections = 0
@@ -157,26 +161,36 @@ class _Pair:
         self.tail = window[-8192:]
 
     def downstream_loop(self):
-        seen = 0
-        cut = flip = None
+        seen = 0  # bytes of this connection so far
+        since = 0  # bytes of the current response so far
+        counted = False  # whether it reached cut_after already
+        flip = None
         try:
             while True:
                 data = self.server.recv(65536)
                 if not data:
                     break
-                end = seen + len(data)
                 proxy = self.proxy
+                end = seen + len(data)
                 if (flip is None and proxy.flip_at is not None and end > proxy.flip_at
                         and proxy.take("flips")):
                     flip = proxy.flip_at
                     i = flip - seen
                     if i >= 0:
                         data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1:]
-                if (cut is None and proxy.cut_after is not None and end >= proxy.cut_after
-                        and proxy.take("cuts")):
-                    cut = proxy.cut_after
-                    self.client.sendall(data[:max(0, cut - seen)])
-                    break
+                starts = [m.start() for m in STATUS.finditer(data)]
+                base, before = (starts[-1], 0) if starts else (0, since)
+                if starts:
+                    counted = False
+                since = before + len(data) - base
+                if proxy.cut_after is not None and since >= proxy.cut_after and not counted:
+                    counted = True
+                    with proxy.lock:
+                        proxy.reached += 1
+                        skip = proxy.reached <= proxy.cut_skip
+                    if not skip and proxy.take("cuts"):
+                        self.client.sendall(data[:base + proxy.cut_after - before])
+                        break
                 self.client.sendall(data)
                 seen = end
         except OSError:
