@@ -194,22 +194,26 @@ def report(res: dict, out: Path) -> None:
             res["machine"]["cpus"],
             " ".join("%.1f" % x for x in res["machine"]["load"])), "",
         "| call | wall A (s) | wall B (s) | B/A | CPU A (s) | CPU B (s) "
-        "| B - `datalad wtf -S python` (s) | parsers built A → B "
+        "| B - `datalad wtf -S python`, wall / CPU (s) "
+        "| parsers built A → B "
         "| our imports A → B (ms) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for c in calls:
         a, b = c["A"], c["B"]
         lines.append(
-            "| `%s` | %.3f | %.3f | %.2f | %.3f | %.3f | %+.3f | %d → %d "
-            "| %.0f → %.0f |" % (
+            "| `%s` | %.3f | %.3f | %.2f | %.3f | %.3f | %+.3f / %+.3f "
+            "| %d → %d | %.0f → %.0f |" % (
                 c["label"], a["wall_median"], b["wall_median"],
                 b["wall_median"] / a["wall_median"], a["cpu_median"],
                 b["cpu_median"], b["wall_median"] - ref["wall_median"],
-                a["parsers"], b["parsers"], a["import_ms"], b["import_ms"]))
+                b["cpu_median"] - ref["cpu_median"], a["parsers"],
+                b["parsers"], a["import_ms"], b["import_ms"]))
     lines += [
         "", "Reference: `datalad wtf -S python` %.3f s wall, %.3f s CPU; "
         "floor `datalad --version` %.3f s wall." % (
             ref["wall_median"], ref["cpu_median"], floor["wall_median"]),
+        "CPU time (user + system of the process and its children) depends "
+        "far less on the load of the shared machine than wall time does.",
         "\"our imports\": CPU time of importing the `datalad_hpcdata` "
         "modules the call imports (and everything they pull in, e.g. "
         "`datalad.core.local.run`), in a fresh interpreter that has loaded "
@@ -225,19 +229,22 @@ def report(res: dict, out: Path) -> None:
         return
     labels = [c["label"] for c in calls]
     ys = range(len(calls))
-    fig, ax = plt.subplots(figsize=(8, 0.5 * len(calls) + 1.5))
-    ax.barh([y + 0.2 for y in ys], [c["A"]["wall_median"] for c in calls],
-            height=0.4, label="A (baseline %s)" % res["baseline"][:7])
-    ax.barh([y - 0.2 for y in ys], [c["B"]["wall_median"] for c in calls],
-            height=0.4, label="B (%s)" % res["head"][:7])
-    ax.axvline(ref["wall_median"], color="grey", linestyle="--",
-               label="datalad wtf -S python (B)")
-    ax.set_yticks(list(ys))
-    ax.set_yticklabels(labels)
-    ax.invert_yaxis()
-    ax.set_xlabel("wall-clock seconds per call (median)")
-    ax.legend(loc="lower right", fontsize=8)
-    ax.set_title("datalad-hpcdata command-line start-up")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 0.5 * len(calls) + 1.5),
+                             sharey=True)
+    for ax, key, what in ((axes[0], "wall_median", "wall-clock"),
+                          (axes[1], "cpu_median", "CPU")):
+        ax.barh([y + 0.2 for y in ys], [c["A"][key] for c in calls],
+                height=0.4, label="A (baseline %s)" % res["baseline"][:7])
+        ax.barh([y - 0.2 for y in ys], [c["B"][key] for c in calls],
+                height=0.4, label="B (%s)" % res["head"][:7])
+        ax.axvline(ref[key], color="grey", linestyle="--",
+                   label="datalad wtf -S python (B)")
+        ax.set_xlabel("%s seconds per call (median)" % what)
+        ax.legend(loc="lower right", fontsize=8)
+    axes[0].set_yticks(list(ys))
+    axes[0].set_yticklabels(labels)
+    axes[0].invert_yaxis()
+    fig.suptitle("datalad-hpcdata command-line start-up")
     fig.tight_layout()
     fig.savefig(out / "startup.png", dpi=110)
 
