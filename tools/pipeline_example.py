@@ -1,10 +1,9 @@
 #!/usr/bin/env python
 """Run the examples of docs/pipelines.md on the local Slurm cluster.
 
-Every ```sh block of the page is run with ``bash -e``, in order: the first
-in a fresh directory, the others in the dataset it creates (``campaign``).
-Before each block the script waits until the dataset's open jobs have left
-Slurm's queue (the page says "later" where a user would wait).
+Every ```sh block of the page is run in order in one ``bash`` session
+(``set -e``) started in a fresh directory, as the docs' example tests do;
+the page waits for its own jobs where a user would come back later.
 
     python tools/pipeline_example.py            # run, copy the graph to docs/
     python tools/pipeline_example.py --dir D    # run in D, keep it
@@ -18,18 +17,16 @@ from __future__ import annotations
 import argparse
 import re
 import shutil
-import sqlite3
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "pipelines.md"
 PNG = REPO / "docs" / "pipelines-campaign.png"
 DATASET = "campaign"
-ACTIVE = "PD,R,CG,CF,S,RQ,RS,SO,ST,SI"
+MARK = "@@pipeline-example block %d@@"
 
 
 def blocks(doc: Path = DOC) -> list[str]:
@@ -37,57 +34,26 @@ def blocks(doc: Path = DOC) -> list[str]:
     return re.findall(r"^```sh\n(.*?)^```$", doc.read_text(), re.M | re.S)
 
 
-def open_jobs(ds: Path) -> list[str]:
-    db = ds / ".git" / "datalad-hpcdata" / "jobs.sqlite"
-    if not db.exists():
-        return []
-    con = sqlite3.connect(str(db))
-    try:
-        return [r[0] for r in con.execute(
-            "SELECT job_id FROM jobs WHERE status = 'open'")]
-    finally:
-        con.close()
-
-
-def wait_idle(ds: Path, timeout: float = 300.0) -> None:
-    """Wait until none of the dataset's open jobs is active in Slurm."""
-    deadline = time.monotonic() + timeout
-    ids = set(open_jobs(ds))
-    while ids and time.monotonic() < deadline:
-        active = subprocess.run(
-            ["squeue", "-h", "-r", "-t", ACTIVE, "-o", "%F"],
-            capture_output=True, text=True).stdout.split()
-        if not ids & set(active):
-            acc = subprocess.run(
-                ["sacct", "-n", "-X", "-P", "-j", ",".join(sorted(ids)),
-                 "-o", "JobID,State"], capture_output=True, text=True).stdout
-            if acc and not any(s in acc for s in ("PENDING", "RUNNING",
-                                                  "COMPLETING")):
-                return
-        time.sleep(0.5)
-    if ids and time.monotonic() >= deadline:
-        raise TimeoutError("jobs %s still active" % sorted(ids))
-
-
-def run_example(workdir: Path, doc: Path = DOC, echo: bool = False
-                ) -> list[subprocess.CompletedProcess]:
-    """Run every block; return their completed processes."""
-    done = []
-    ds = workdir / DATASET
+def run_example(workdir: Path, doc: Path = DOC, echo: bool = False,
+                timeout: float = 1800) -> list[str]:
+    """Run every block in one session; return what each printed (stdout
+    and stderr)."""
+    parts = []
     for i, block in enumerate(blocks(doc)):
-        cwd = ds if i else workdir
-        if i:
-            wait_idle(ds)
-        proc = subprocess.run(["bash", "-e", "-c", block], cwd=cwd,
-                              capture_output=True, text=True)
-        if echo:
-            print("$ " + block.rstrip().replace("\n", "\n$ "))
-            print(proc.stdout + proc.stderr, end="", flush=True)
-        if proc.returncode:
-            raise RuntimeError("block %d failed (exit %d):\n%s\n%s%s" % (
-                i, proc.returncode, block, proc.stdout, proc.stderr))
-        done.append(proc)
-    return done
+        parts += ["echo '%s'" % (MARK % i), block]
+    proc = subprocess.run(["bash", "-e", "-c", "\n".join(parts) + "\n"],
+                          cwd=workdir, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True,
+                          timeout=timeout)
+    if echo:
+        print(proc.stdout, end="", flush=True)
+    out = re.split(r"^@@pipeline-example block \d+@@\n", proc.stdout,
+                   flags=re.M)[1:]
+    if proc.returncode:
+        raise RuntimeError("block %d failed (exit %d):\n%s\n%s" % (
+            len(out) - 1, proc.returncode, blocks(doc)[len(out) - 1],
+            out[-1] if out else proc.stdout))
+    return out
 
 
 def main() -> int:
