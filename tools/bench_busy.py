@@ -28,7 +28,7 @@ other work on the machine hits both alike:
   itself (measured with nothing in between) is subtracted.
 
     python tools/bench_busy.py                 # full run (~40 min), root
-    python tools/bench_busy.py --quick         # tiny sizes, no peer, ~3 min
+    python tools/bench_busy.py --quick         # tiny sizes, no peer, ~1 min
     python tools/bench_busy.py --report docs/benchmarks/busy.json
 
 Results: docs/benchmarks/busy.{json,md,png} (tools/bench_busy_report.py).
@@ -61,10 +61,10 @@ FULL = dict(history_jobs=1_000_000, history_users=50, history_years=2.0,
             pending=20_000, open_jobs=10_000, batch=100, small_batch=10,
             rounds_api=3, rounds_cli=3, rounds_peer=1, list_reps_api=5,
             list_reps_cli=3, floor_reps=5, peer_list=[100, 1000], nodes=2)
-QUICK = dict(history_jobs=20_000, history_users=50, history_years=2.0,
-             pending=300, open_jobs=300, batch=10, small_batch=3,
+QUICK = dict(history_jobs=5_000, history_users=50, history_years=2.0,
+             pending=100, open_jobs=50, batch=5, small_batch=2,
              rounds_api=2, rounds_cli=1, rounds_peer=1, list_reps_api=2,
-             list_reps_cli=1, floor_reps=2, peer_list=[10, 30], nodes=2)
+             list_reps_cli=1, floor_reps=2, peer_list=[5, 10], nodes=1)
 PHASES = ("empty", "busy")
 
 # RPC types that daemons and running jobs send, not the command measured
@@ -380,6 +380,9 @@ def parse_args(argv=None):
     ap.add_argument("--with-peer", action="store_true",
                     help="include the peer in --quick mode")
     ap.add_argument("--no-peer", action="store_true")
+    for key in ("history_jobs", "pending", "open_jobs", "batch"):
+        ap.add_argument("--" + key.replace("_", "-"), type=int,
+                        help="override the mode's %s" % key)
     ap.add_argument("--instances", default="bempty,bbusy",
                     help="instance names for the empty and the busy cluster")
     ap.add_argument("--keep", action="store_true",
@@ -406,6 +409,9 @@ def main(argv=None):
               "instance)", file=sys.stderr)
         return 2
     cfg = dict(QUICK if args.quick else FULL, quick=args.quick)
+    for key in ("history_jobs", "pending", "open_jobs", "batch"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
     use_peer = args.with_peer if args.quick else not args.no_peer
     cache = Path(args.cache)
     scratch = cache / "scratch-busy"

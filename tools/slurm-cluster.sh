@@ -830,6 +830,7 @@ down_all() {
 
 cmd_down() {
     need_root
+    ((PURGE)) && [[ -z $INSTANCE ]] && die "--purge is only for named instances (it would delete /var/lib/mysql)"
     lock
     down_all
     if [[ $LAYOUT == local ]]; then
@@ -842,7 +843,6 @@ cmd_down() {
         fi
     fi
     if ((PURGE)); then
-        [[ -n $INSTANCE ]] || die "--purge is only for named instances (it would delete /var/lib/mysql)"
         say "purging $CONF_DIR $LIB_DIR $LOG_DIR $MYSQL_DATADIR $STATE_DIR"
         rm -rf -- "$CONF_DIR" "$LIB_DIR" "$LOG_DIR" "$MYSQL_DATADIR"
         exec 9>&-
