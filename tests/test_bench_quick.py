@@ -30,7 +30,8 @@ def quick_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     cache = tmp_path_factory.mktemp("bench-cache")
     argv = [sys.executable, str(TOOLS / "bench.py"), "--quick", "--out",
-            str(out), "--cache", str(cache)]
+            str(out), "--cache", str(cache), "--record-jobs",
+            str(out / "jobs.txt")]
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -94,11 +95,16 @@ def test_quick_outputs(quick_results):
 
 
 def test_no_jobs_left(quick_results):
-    """Every job the benchmark submitted is gone from the queue."""
+    """Every job the benchmark submitted is gone from the queue (its own
+    ids only: other users' benchmark jobs may share the cluster)."""
     out, R, argv = quick_results
-    q = subprocess.run(["squeue", "-h", "-o", "%j"], capture_output=True,
-                       text=True).stdout.split()
-    assert "hpcbench" not in q
+    ours = (out / "jobs.txt").read_text().split()
+    assert ours, "the benchmark recorded no submitted job"
+    q = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "--jobs",
+                        ",".join(ours)], capture_output=True, text=True)
+    # squeue --jobs fails with "Invalid job id" once all are purged
+    left = set(q.stdout.split()) & set(ours) if q.returncode == 0 else set()
+    assert not left, sorted(left)
 
 
 def test_flat_targets_from_figures():

@@ -337,7 +337,7 @@ def help_options(cmd: str) -> set[str]:
 def test_site_builds_and_links_are_whole(site):
     assert (site / "index.html").exists()
     for page in ("getting-started", "reference/commands", "reference/remote",
-                 "guides/containers", "migrating", "admins",
+                 "guides/containers", "migrating", "admin",
                  "architecture", "benchmarks/README"):
         assert (site / (page + ".html")).exists(), page
     # the link checker reads what it checks: a broken link is found
@@ -354,13 +354,15 @@ def test_site_builds_and_links_are_whole(site):
     assert any("nope.html" in b for b in docs_links.broken_links(bad))
 
 
-@pytest.mark.parametrize("cmd", ["slurm-schedule", "slurm-finish",
-                                 "slurm-reschedule"])
+COMMANDS = ("slurm-schedule", "slurm-finish", "slurm-reschedule",
+            "slurm-graph")
+
+
+@pytest.mark.parametrize("cmd", COMMANDS)
 def test_reference_lists_every_option_of_help(site, cmd):
     html = (site / "reference" / "commands.html").read_text()
     start = html.index('id="cmd-%s"' % cmd)
-    nxt = [html.find('id="cmd-%s"' % c, start + 1) for c in
-           ("slurm-schedule", "slurm-finish", "slurm-reschedule")]
+    nxt = [html.find('id="cmd-%s"' % c, start + 1) for c in COMMANDS]
     end = min([n for n in nxt if n > start] + [len(html)])
     terms = Terms()
     terms.feed(html[start:end])

@@ -64,8 +64,20 @@ QUICK = dict(sizes=[100, 400], rounds=2, batch_api=3, batch_cli=2,
              peer_list_reps={10: 1, 30: 1}, floor_reps=3, mem_batch=2,
              peer_max_files=100000)
 
+class JobIds(set):
+    """Job ids still to clean up; ``ever`` keeps every id submitted."""
+
+    def __init__(self):
+        super().__init__()
+        self.ever: set[str] = set()
+
+    def add(self, jid):
+        self.ever.add(str(jid))
+        super().add(jid)
+
+
 # every job id this process submitted, for the final clean-up
-SUBMITTED: set[str] = set()
+SUBMITTED = JobIds()
 
 
 def log(*a):
@@ -1211,6 +1223,8 @@ def parse_args(argv=None):
     ap.add_argument("--skip-list", action="store_true",
                     help="skip the list-open-jobs phase")
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--record-jobs", metavar="FILE",
+                    help="write every job id this run submitted to FILE")
     ap.add_argument("--report", metavar="JSON",
                     help="measure nothing: rewrite results.md/png in --out "
                     "from an existing results.json")
@@ -1277,6 +1291,9 @@ def main(argv=None):
             list_phase(cfg, cache, peer, R["list"])
     finally:
         cleanup_all()
+        if args.record_jobs:
+            Path(args.record_jobs).write_text("".join(
+                "%s\n" % j for j in sorted(SUBMITTED.ever, key=int)))
         shutil.rmtree(scratch, ignore_errors=True)
         if not args.keep_cache:
             for p in fx.drop_big(cache, cfg["sizes"]):
