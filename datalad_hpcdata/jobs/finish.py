@@ -16,6 +16,7 @@ from ..dataset.handle import DatasetHandle
 from ..dataset.jobstore import Job
 from ..slurm import JobInfo, SlurmError
 from ..slurm.states import ACTIVE, COMPLETED, FAILED, UNKNOWN
+from .cluster import elsewhere
 from .commit import Finished, commit_finished
 from .results import FINISH, job_result, lgr
 from .spec import JobSpec
@@ -107,6 +108,10 @@ def finish(handle: DatasetHandle, job_ids=None, message: str | None = None,
                     commit=recovered[job.row],
                     message="committed by an interrupted earlier run")
         live = [j for j in live if j.row not in recovered]
+    here, live, other = elsewhere(handle, live)
+    yield from _other_cluster(handle, here, other, list_only)
+    if not live:
+        return
     try:
         # listing needs no step details (MaxRSS): far less work for slurmdbd
         infos = handle.backend.query([j.job_id for j in live],
@@ -136,6 +141,17 @@ def finish(handle: DatasetHandle, job_ids=None, message: str | None = None,
     if to_commit:
         yield from commit_finished(handle, to_commit, message, keep_alt_dir,
                                    jobs)
+
+
+def _other_cluster(handle: DatasetHandle, here: str, jobs: list[Job],
+                   list_only: bool):
+    for job in jobs:
+        yield job_result(
+            handle, job, status="notneeded", state="OTHER_CLUSTER",
+            action="slurm-list-open-jobs" if list_only else FINISH,
+            message=("job %s was submitted to cluster %s, not to %s (the "
+                     "one SLURM_CONF selects here): not asked about",
+                     job.job_id, job.cluster, here))
 
 
 def _listed(handle: DatasetHandle, job: Job, info: JobInfo | None) -> dict:

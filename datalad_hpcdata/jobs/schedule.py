@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import socket
 
 from datalad.core.local.run import format_command, normalize_command
 from datalad.interface.results import get_status_dict
@@ -33,6 +32,7 @@ from ..dataset.paths import (
 from ..dataset.worktree import missing_content, prepare_outputs, restore
 from ..slurm import SlurmError
 from ..slurm.argv import is_sbatch
+from .cluster import cluster_name
 from .logs import log_patterns
 from .record import extension_tag
 from .spec import JobSpec
@@ -210,20 +210,6 @@ def plan(handle: DatasetHandle, cmd, pwd_abs: str, inputs=None,
 
 def _assumed(assume_ready: str | None, what: str) -> bool:
     return assume_ready in (what, "both")
-
-
-def cluster_name(handle: DatasetHandle, submitted: str = "") -> str:
-    """The cluster sbatch named, else the configured one (cached per host
-    and Slurm configuration in the job store)."""
-    if submitted:
-        return submitted
-    key = "cluster:%s:%s" % (socket.gethostname(),
-                             os.environ.get("SLURM_CONF", ""))
-    cached = handle.store.meta_get(key)
-    if cached is None:
-        cached = handle.backend.cluster_name()
-        handle.store.meta_set(key, cached)
-    return cached
 
 
 def get_inputs(handle: DatasetHandle, spec: JobSpec, jobs=None) -> None:
