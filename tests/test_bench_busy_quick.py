@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,20 +30,26 @@ def busy_results(tmp_path_factory):
             pytest.fail("the busy benchmark needs root and namespaces (the "
                         "multi-node cluster is unusable: %s)" % why)
         pytest.skip("needs root and the multi-node cluster (%s)" % why)
+    # instance names of their own per suite (another suite on another
+    # instance may run this test at the same time)
+    conf = os.environ.get("SLURM_CONF", "")
+    base = re.sub(r"^/etc/slurm-([a-z0-9]+)/slurm\.conf$", r"\1",
+                  conf) if conf.startswith("/etc/slurm-") else "q"
+    names = ["%s%s" % (base[:7], k) for k in "eb"]
     out = tmp_path_factory.mktemp("busy")
     cache = tmp_path_factory.mktemp("busy-cache")
     argv = [sys.executable, str(TOOLS / "bench_busy.py"), "--quick",
-            "--instances", "qempty,qbusy", "--out", str(out), "--cache",
+            "--instances", ",".join(names), "--out", str(out), "--cache",
             str(cache)]
     env = {k: v for k, v in os.environ.items() if k != "SLURM_CONF"}
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=900,
                           env=env)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
-    return out, json.loads((out / "busy.json").read_text())
+    return out, json.loads((out / "busy.json").read_text()), names
 
 
 def test_busy_cluster_is_busy(busy_results):
-    out, R = busy_results
+    out, R, _ = busy_results
     cfg = R["config"]
     hist = R["fill"]["history"]
     assert hist["job_rows"] >= cfg["history_jobs"]
@@ -55,7 +62,7 @@ def test_busy_cluster_is_busy(busy_results):
 
 
 def test_figures_and_rpcs(busy_results):
-    out, R = busy_results
+    out, R, _ = busy_results
     for phase in ("empty", "busy"):
         P = R["phases"][phase]
         for var in ("api", "cli"):
@@ -84,7 +91,7 @@ def cfg_batch(R):
 
 def test_instances_removed(busy_results):
     """down --purge removed both instances (config, namespaces)."""
-    for name in ("qempty", "qbusy"):
+    for name in busy_results[2]:
         assert not Path("/etc/slurm-%s" % name).exists()
         ns = subprocess.run(["ip", "netns", "list"], capture_output=True,
                             text=True).stdout

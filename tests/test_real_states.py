@@ -285,3 +285,27 @@ def test_stale_allocation_nodelist_uses_steps():
     assert parse_sacct(out, ["197"])["197"].nodes == "node[1-2]"
     settled = out.replace("|node1|\n197.batch", "|node[1-2]|\n197.batch")
     assert parse_sacct(settled, ["197"])["197"].nodes == "node[1-2]"
+
+
+def test_jobs_of_another_cluster_are_not_asked_about(slurm, dataset):
+    """A job submitted to cluster A is never looked up on cluster B (the
+    same id there is another job): finish leaves it open and says so."""
+    ds = dataset
+    jid = schedule(ds, "sbatch code/job.sh a.txt", "a.txt")
+    wait_jobs([jid])
+    store = DatasetHandle(ds).store
+    row = store.find(jid)[-1]
+    store.con.execute("UPDATE jobs SET cluster = 'elsewhere' WHERE row = ?",
+                      (row.row,))
+    store.con.commit()
+    head0 = git(ds, "rev-parse", "HEAD")
+    for kw in ({}, {"list_open_jobs": True}, {"commit_failed_jobs": True}):
+        r = one(finish(ds, **kw), slurm_job_id=jid)
+        assert r["status"] == "notneeded" and r["state"] == "OTHER_CLUSTER"
+        assert "elsewhere" in text(r)
+    assert git(ds, "rev-parse", "HEAD") == head0
+    assert status_of(ds, jid) == "open"
+    store.con.execute("UPDATE jobs SET cluster = ? WHERE row = ?",
+                      (row.cluster, row.row))
+    store.con.commit()
+    assert one(finish(ds), slurm_job_id=jid)["status"] == "ok"

@@ -51,6 +51,11 @@ def figures(R: dict) -> list[tuple[str, str, object, object]]:
         add("schedule, per job", var,
             lambda P, v=var: med(P["work"][v]["schedule_s"]))
     for var in ("api", "cli", "peer"):
+        # what the extension adds to what Slurm itself costs per submission
+        add("schedule minus bare sbatch, per job", var,
+            lambda P, v=var: med(P["work"][v]["schedule_s"]) -
+            med(P["floor_sbatch_s"]))
+    for var in ("api", "cli", "peer"):
         add("finish %d jobs in one call" % n, var,
             lambda P, v=var: P["work"][v]["finish_batch"]["wall_s"])
     k = R["config"]["open_jobs"]
@@ -58,6 +63,8 @@ def figures(R: dict) -> list[tuple[str, str, object, object]]:
         lambda P: med(P["list"]["floor_sacct_s"]))
     add("list %d open jobs" % k, "api", lambda P: med(P["list"]["api_s"]))
     add("list %d open jobs" % k, "cli", lambda P: med(P["list"]["cli_s"]))
+    add("list %d open jobs minus one sacct" % k, "api",
+        lambda P: med(P["list"]["api_s"]) - med(P["list"]["floor_sacct_s"]))
     for m in R["config"].get("peer_list", []):
         add("list %d open jobs" % m, "peer",
             lambda P, m=m: P["list"]["peer"][str(m)]["wall_s"])
@@ -129,7 +136,7 @@ def check_targets(R: dict) -> list[dict]:
                   "met": None if value is None else bool(met),
                   "shown": shown})
     for name, var, e, b in figures(R):
-        if var in ("api", "cli") and e and b:
+        if var in ("api", "cli") and e and b and "minus" not in name:
             r = b / e
             add("busy/empty <= %.1f: %s (%s)" % (LIMIT_RATIO, name, var), r,
                 r <= LIMIT_RATIO, fmt(r, "x"))

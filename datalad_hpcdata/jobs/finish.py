@@ -18,6 +18,7 @@ from ..dataset.lock import repository_lock
 from ..slurm import JobInfo, SlurmError
 from ..slurm.states import ACTIVE, COMPLETED, FAILED, UNKNOWN
 from . import submissions
+from .cluster import elsewhere
 from .commit import Finished, commit_finished
 from .order import Flow, commit_in_order, report_blocked
 from .recovery import clean_staged, close_pending
@@ -140,6 +141,10 @@ def finish(handle: DatasetHandle, job_ids=None, message: str | None = None,
                     commit=recovered[job.row],
                     message="committed by an interrupted earlier run")
         live = [j for j in live if j.row not in recovered]
+    here, live, other = elsewhere(handle, live)
+    yield from _other_cluster(handle, here, other, list_only)
+    if not live:
+        return
     try:
         # listing needs no step details (MaxRSS): far less work for slurmdbd
         ids = [j.job_id for j in live]
@@ -192,6 +197,17 @@ def _decide_all(handle: DatasetHandle, live: list[Job], infos: dict,
         yield from commit_in_order(
             handle, flow, to_commit, lambda batch: commit_finished(
                 handle, batch, message, keep_alt_dir, jobs))
+
+
+def _other_cluster(handle: DatasetHandle, here: str, jobs: list[Job],
+                   list_only: bool):
+    for job in jobs:
+        yield job_result(
+            handle, job, status="notneeded", state="OTHER_CLUSTER",
+            action="slurm-list-open-jobs" if list_only else FINISH,
+            message=("job %s was submitted to cluster %s, not to %s (the "
+                     "one SLURM_CONF selects here): not asked about",
+                     job.job_id, job.cluster, here))
 
 
 def _listed(handle: DatasetHandle, job: Job, info: JobInfo | None) -> dict:

@@ -36,6 +36,7 @@ from ..dataset.paths import (
 from ..slurm import SlurmError
 from ..slurm.argv import is_sbatch
 from . import dataflow, submissions
+from .cluster import cluster_name
 from .command import format_command, normalize_command
 from .container import with_container
 from .errors import ScheduleError
@@ -43,7 +44,7 @@ from .prepare import _expected_errors, _Prepared
 from .record import extension_tag
 from .signals import interruptible
 from .spec import JobSpec
-from .submissions import cluster_name, new_token
+from .submissions import new_token
 from .submit import submit, why
 
 __all__ = ["ScheduleError", "cluster_name", "plan", "schedule"]
