@@ -74,14 +74,17 @@ class Bench:
     # -- helpers ----------------------------------------------------------
     def sample(self, name: str, record: dict) -> dict:
         record.pop("stdout", None)
-        record["remote_rss"] = take_rss(self.rssdir)
+        (record["remote_rss"], record["remote_cpu"],
+         record["remotes"]) = take_rss(self.rssdir)
         self.results["samples"].setdefault(name, []).append(record)
-        print("  %-34s %7.2f s  cpu %6.2f s  server %s  rss %s" % (
-            name, record["wall"], record["cpu"],
-            "%.2f s" % record["server_cpu"]
-            if record.get("server_cpu") is not None else "-",
-            "%d MiB" % (record["remote_rss"] // MIB)
-            if record["remote_rss"] else "-"), flush=True)
+        print("  %-34s %7.2f s  cpu %6.2f s  remote %s  server %s  rss %s"
+              % (name, record["wall"], record["cpu"],
+                 "%.2f s" % record["remote_cpu"]
+                 if record["remote_cpu"] is not None else "-",
+                 "%.2f s" % record["server_cpu"]
+                 if record.get("server_cpu") is not None else "-",
+                 "%d MiB" % (record["remote_rss"] // MIB)
+                 if record["remote_rss"] else "-"), flush=True)
         return record
 
     def git(self, repo: Path, *args: str) -> str:
@@ -332,15 +335,22 @@ def machine() -> dict:
 
 
 def summarize(results: dict) -> None:
-    results["medians"] = {
-        name: {key: statistics.median(s[key] for s in samples)
-               for key in ("wall", "cpu")}
-        | {"server_cpu": statistics.median(s["server_cpu"] for s in samples)
-           if all(s.get("server_cpu") is not None for s in samples) else None,
-           "remote_rss": max((s["remote_rss"] for s in samples
-                              if s.get("remote_rss")), default=None),
-           "maxrss": max(s["maxrss"] for s in samples), "n": len(samples)}
-        for name, samples in results["samples"].items()}
+    def median_of(samples: list, key: str) -> float | None:
+        values = [s.get(key) for s in samples]
+        if any(v is None for v in values):
+            return None
+        return statistics.median(values)
+
+    medians = {}
+    for name, samples in results["samples"].items():
+        entry = {key: median_of(samples, key)
+                 for key in ("wall", "cpu", "server_cpu", "remote_cpu")}
+        entry.update(
+            remote_rss=max((s["remote_rss"] for s in samples
+                            if s.get("remote_rss")), default=None),
+            maxrss=max(s["maxrss"] for s in samples), n=len(samples))
+        medians[name] = entry
+    results["medians"] = medians
 
 
 def main() -> int:
