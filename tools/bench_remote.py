@@ -12,7 +12,8 @@ Everything on this machine, on loopback, files and server data on tmpfs:
   still checks the ETag);
 * ``zenodo``: ``git annex get`` of a 1 GiB Zenodo file from a loopback
   server that sends it with ``sendfile``, against ``curl`` from that server
-  (and ``curl | md5sum``, the same check the remote makes);
+  (and ``curl | md5sum``, the same check the remote makes); also the
+  remote's download code alone (Python API, no git-annex);
 * ``small``: 2,000 files of 4 KiB, ``git annex copy -J1`` and ``-J8`` and
   ``get -J8``: this remote against the built-in S3 remote;
 * ``memory``: peak RSS of every remote process (a wrapper records
@@ -202,6 +203,17 @@ class Bench:
                     self.timed("zenodo get ours" + verify, repo, "git",
                                *extra, "annex", "get", "big.bin",
                                server=server)
+                # the remote's download code alone (no git-annex)
+                record = run_timed(
+                    [sys.executable, str(HERE / "bench_remote.py"),
+                     "--http-one", server.content, str(out),
+                     md5.hexdigest(), str(self.cfg["large"])],
+                    self.root, self.env, server)
+                got = json.loads(record["stdout"])
+                record.update(process_wall=record["wall"], wall=got["call"],
+                              maxrss=got["peak"])
+                self.sample("zenodo engine ours", record)
+                out.unlink()
         finally:
             server.stop()
             src.unlink()
@@ -235,6 +247,9 @@ class Bench:
 
     def sweep(self) -> None:
         self.s3.client().create_bucket(Bucket="sweep")
+        if not hasattr(self, "large_obj"):
+            self.large_obj = self.root / "sweep.bin"
+            envmod.write_random(self.large_obj, self.cfg["large"])
         out = self.root / "sweep.out"
         for rep in range(self.cfg["sweep_reps"]):
             print("sweep, round %d" % (rep + 1), flush=True)
@@ -280,6 +295,17 @@ def peak_memory() -> int:
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) * 1024 for line in status
                     if line.startswith("VmHWM:"))
+
+
+def http_mode(url: str, out: str, md5: str, size: int) -> None:
+    """This remote's verified HTTP download (Python API) of one file."""
+    sys.path.insert(0, str(envmod.REPO))
+    from datalad_hpcdata.remote.http import HttpClient
+
+    start = time.perf_counter()
+    HttpClient().download(url, out, size=size, checksum=("md5", md5))
+    print(json.dumps({"call": time.perf_counter() - start,
+                      "peak": peak_memory()}))
 
 
 def sweep_mode(unit: int, conc: int, path: str, out: str,
@@ -367,12 +393,17 @@ def main() -> int:
     parser.add_argument("--zenodo-server", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--boto3", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--sweep-one", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--http-one", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.zenodo_server:
         envmod.serve_zenodo(*args.zenodo_server)
         return 0
     if args.boto3:
         boto3_mode(*args.boto3)
+        return 0
+    if args.http_one:
+        url, path, md5, size = args.http_one
+        http_mode(url, path, md5, int(size))
         return 0
     if args.sweep_one:
         unit, conc, path, out, endpoint = args.sweep_one
@@ -397,8 +428,7 @@ def main() -> int:
                              machine=machine(), versions=versions(weed),
                              started=time.strftime("%Y-%m-%d %H:%M:%S"))
         for phase in ("large", "zenodo", "small", "sweep"):
-            if phase in args.only and (phase != "sweep" or
-                                       hasattr(bench, "large_obj")):
+            if phase in args.only:
                 getattr(bench, phase)()
         summarize(bench.results)
         out.mkdir(parents=True, exist_ok=True)

@@ -54,7 +54,7 @@ from .s3_etags import METADATA_PARTSIZE, composite_form, plain_md5_etag
 lgr = logging.getLogger("datalad.hpcdata.remote")
 
 DOWNLOAD_CHUNK = 8 * MIB  # bytes per ranged GET of a large object
-READ = MIB  # bytes per read of a single-GET body
+READ = 4 * MIB  # bytes per read of a single-GET body
 ATTEMPTS = 5  # GETs per range before a broken connection is fatal
 ENCRYPTED = ("aws:kms", "aws:kms:dsse")
 
