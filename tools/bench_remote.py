@@ -12,7 +12,8 @@ Everything on this machine, on loopback, files and server data on tmpfs:
   still checks the ETag);
 * ``zenodo``: ``git annex get`` of a 1 GiB Zenodo file from a loopback
   server that sends it with ``sendfile``, against ``curl`` from that server
-  (and ``curl | md5sum``, the same check the remote makes);
+  (and ``curl | md5sum``, the same check the remote makes); also the
+  remote's download code alone (Python API, no git-annex);
 * ``small``: 2,000 files of 4 KiB, ``git annex copy -J1`` and ``-J8`` and
   ``get -J8``: this remote against the built-in S3 remote;
 * ``memory``: peak RSS of every remote process (a wrapper records
@@ -74,14 +75,17 @@ class Bench:
     # -- helpers ----------------------------------------------------------
     def sample(self, name: str, record: dict) -> dict:
         record.pop("stdout", None)
-        record["remote_rss"] = take_rss(self.rssdir)
+        (record["remote_rss"], record["remote_cpu"],
+         record["remotes"]) = take_rss(self.rssdir)
         self.results["samples"].setdefault(name, []).append(record)
-        print("  %-34s %7.2f s  cpu %6.2f s  server %s  rss %s" % (
-            name, record["wall"], record["cpu"],
-            "%.2f s" % record["server_cpu"]
-            if record.get("server_cpu") is not None else "-",
-            "%d MiB" % (record["remote_rss"] // MIB)
-            if record["remote_rss"] else "-"), flush=True)
+        print("  %-34s %7.2f s  cpu %6.2f s  remote %s  server %s  rss %s"
+              % (name, record["wall"], record["cpu"],
+                 "%.2f s" % record["remote_cpu"]
+                 if record["remote_cpu"] is not None else "-",
+                 "%.2f s" % record["server_cpu"]
+                 if record.get("server_cpu") is not None else "-",
+                 "%d MiB" % (record["remote_rss"] // MIB)
+                 if record["remote_rss"] else "-"), flush=True)
         return record
 
     def git(self, repo: Path, *args: str) -> str:
@@ -199,6 +203,17 @@ class Bench:
                     self.timed("zenodo get ours" + verify, repo, "git",
                                *extra, "annex", "get", "big.bin",
                                server=server)
+                # the remote's download code alone (no git-annex)
+                record = run_timed(
+                    [sys.executable, str(HERE / "bench_remote.py"),
+                     "--http-one", server.content, str(out),
+                     md5.hexdigest(), str(self.cfg["large"])],
+                    self.root, self.env, server)
+                got = json.loads(record["stdout"])
+                record.update(process_wall=record["wall"], wall=got["call"],
+                              maxrss=got["peak"])
+                self.sample("zenodo engine ours", record)
+                out.unlink()
         finally:
             server.stop()
             src.unlink()
@@ -232,6 +247,9 @@ class Bench:
 
     def sweep(self) -> None:
         self.s3.client().create_bucket(Bucket="sweep")
+        if not hasattr(self, "large_obj"):
+            self.large_obj = self.root / "sweep.bin"
+            envmod.write_random(self.large_obj, self.cfg["large"])
         out = self.root / "sweep.out"
         for rep in range(self.cfg["sweep_reps"]):
             print("sweep, round %d" % (rep + 1), flush=True)
@@ -277,6 +295,17 @@ def peak_memory() -> int:
     with open("/proc/self/status") as status:
         return next(int(line.split()[1]) * 1024 for line in status
                     if line.startswith("VmHWM:"))
+
+
+def http_mode(url: str, out: str, md5: str, size: int) -> None:
+    """This remote's verified HTTP download (Python API) of one file."""
+    sys.path.insert(0, str(envmod.REPO))
+    from datalad_hpcdata.remote.http import HttpClient
+
+    start = time.perf_counter()
+    HttpClient().download(url, out, size=size, checksum=("md5", md5))
+    print(json.dumps({"call": time.perf_counter() - start,
+                      "peak": peak_memory()}))
 
 
 def sweep_mode(unit: int, conc: int, path: str, out: str,
@@ -332,15 +361,22 @@ def machine() -> dict:
 
 
 def summarize(results: dict) -> None:
-    results["medians"] = {
-        name: {key: statistics.median(s[key] for s in samples)
-               for key in ("wall", "cpu")}
-        | {"server_cpu": statistics.median(s["server_cpu"] for s in samples)
-           if all(s.get("server_cpu") is not None for s in samples) else None,
-           "remote_rss": max((s["remote_rss"] for s in samples
-                              if s.get("remote_rss")), default=None),
-           "maxrss": max(s["maxrss"] for s in samples), "n": len(samples)}
-        for name, samples in results["samples"].items()}
+    def median_of(samples: list, key: str) -> float | None:
+        values = [s.get(key) for s in samples]
+        if any(v is None for v in values):
+            return None
+        return statistics.median(values)
+
+    medians = {}
+    for name, samples in results["samples"].items():
+        entry = {key: median_of(samples, key)
+                 for key in ("wall", "cpu", "server_cpu", "remote_cpu")}
+        entry.update(
+            remote_rss=max((s["remote_rss"] for s in samples
+                            if s.get("remote_rss")), default=None),
+            maxrss=max(s["maxrss"] for s in samples), n=len(samples))
+        medians[name] = entry
+    results["medians"] = medians
 
 
 def main() -> int:
@@ -357,12 +393,17 @@ def main() -> int:
     parser.add_argument("--zenodo-server", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--boto3", nargs=5, help=argparse.SUPPRESS)
     parser.add_argument("--sweep-one", nargs=5, help=argparse.SUPPRESS)
+    parser.add_argument("--http-one", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.zenodo_server:
         envmod.serve_zenodo(*args.zenodo_server)
         return 0
     if args.boto3:
         boto3_mode(*args.boto3)
+        return 0
+    if args.http_one:
+        url, path, md5, size = args.http_one
+        http_mode(url, path, md5, int(size))
         return 0
     if args.sweep_one:
         unit, conc, path, out, endpoint = args.sweep_one
@@ -387,8 +428,7 @@ def main() -> int:
                              machine=machine(), versions=versions(weed),
                              started=time.strftime("%Y-%m-%d %H:%M:%S"))
         for phase in ("large", "zenodo", "small", "sweep"):
-            if phase in args.only and (phase != "sweep" or
-                                       hasattr(bench, "large_obj")):
+            if phase in args.only:
                 getattr(bench, phase)()
         summarize(bench.results)
         out.mkdir(parents=True, exist_ok=True)

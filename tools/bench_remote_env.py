@@ -242,8 +242,9 @@ finally:
     with open("/proc/self/status") as status:
         peak = next(int(line.split()[1]) * 1024 for line in status
                     if line.startswith("VmHWM:"))
+    cpu = sum(os.times()[:2])
     with open(os.path.join(%(rss)r, str(os.getpid())), "w") as handle:
-        handle.write(str(peak))
+        handle.write("%%d %%.3f" %% (peak, cpu))
 '''
 
 
@@ -258,13 +259,17 @@ def remote_wrapper(bindir: Path, rssdir: Path) -> None:
     program.chmod(0o755)
 
 
-def take_rss(rssdir: Path) -> int | None:
-    """Peak memory of the remote processes since the last call, or None."""
-    peaks = []
+def take_rss(rssdir: Path) -> tuple[int | None, float | None, int]:
+    """(peak memory of the largest, CPU seconds of all, number of) remote
+    processes that ended since the last call."""
+    peaks, cpu = [], 0.0
     for entry in rssdir.iterdir():
-        peaks.append(int(entry.read_text() or 0))
+        peak, seconds = (entry.read_text() or "0 0").split()
+        peaks.append(int(peak))
+        cpu += float(seconds)
         entry.unlink()
-    return max(peaks) if peaks else None
+    return (max(peaks) if peaks else None, cpu if peaks else None,
+            len(peaks))
 
 
 def run(argv: list[str], cwd: Path, env: dict[str, str]) -> str:

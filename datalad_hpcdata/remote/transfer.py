@@ -173,18 +173,25 @@ class PartsHasher:
 
 
 class Digester:
-    """Hash data in a helper thread while the caller fetches and writes.
+    """Hash data in a helper thread while the caller fetches and writes it.
 
-    ``acquire()`` waits for one of ``slots`` (bounding the data in flight),
-    ``submit(data)`` queues ``data`` for ``update`` and frees the slot when
-    it is hashed, ``release()`` frees a slot that got no data.  hashlib
-    drops the GIL, so hashing runs beside the network and the disk.
+    The data travels in at most ``slots`` reused buffers of ``size`` bytes
+    (made when first needed), so memory stays at ``slots * size`` whatever
+    the file size and nothing is allocated per chunk.  ``take()`` waits for
+    a free buffer, ``submit(buffer, n)`` queues its first ``n`` bytes for
+    ``update`` (the buffer is free again once they are hashed),
+    ``give_back(buffer)`` frees a buffer that got no data.  hashlib drops
+    the GIL, so hashing runs beside the network and the disk.
     ``finish()`` waits for the queue and re-raises a hashing error.
     """
 
-    def __init__(self, update: Callable[[Any], object], slots: int) -> None:
+    def __init__(self, update: Callable[[Any], object], slots: int,
+                 size: int) -> None:
         self._update = update
-        self._slots = threading.BoundedSemaphore(max(1, slots))
+        self._slots = max(1, slots)
+        self._size = size
+        self._made = 0
+        self._free: queue.Queue[bytearray] = queue.Queue()
         self._queue: queue.Queue[Any] = queue.Queue()
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True,
@@ -193,25 +200,37 @@ class Digester:
 
     def _run(self) -> None:
         while True:
-            data = self._queue.get()
-            if data is None:
+            item = self._queue.get()
+            if item is None:
                 return
+            buffer, count = item
             try:
                 if self._error is None:
-                    self._update(data)
+                    with memoryview(buffer) as view:
+                        self._update(view[:count])
             except BaseException as exc:  # reported by finish()
                 self._error = exc
             finally:
-                self._slots.release()
+                self._free.put(buffer)
 
-    def acquire(self, blocking: bool = True) -> bool:
-        return self._slots.acquire(blocking)
+    def take(self, blocking: bool = True) -> bytearray | None:
+        """A free buffer (None if ``blocking`` is false and there is none)."""
+        try:
+            return self._free.get_nowait()
+        except queue.Empty:
+            pass
+        if self._made < self._slots:
+            self._made += 1
+            return bytearray(self._size)
+        if not blocking:
+            return None
+        return self._free.get()
 
-    def release(self) -> None:
-        self._slots.release()
+    def give_back(self, buffer: bytearray) -> None:
+        self._free.put(buffer)
 
-    def submit(self, data: Any) -> None:
-        self._queue.put(data)
+    def submit(self, buffer: bytearray, count: int) -> None:
+        self._queue.put((buffer, count))
 
     def finish(self) -> None:
         self._queue.put(None)
@@ -229,21 +248,23 @@ class Digester:
 
 
 class InlineDigester(Digester):
-    """A ``Digester`` that hashes at once, in the caller's thread (for
-    data too small to be worth a thread)."""
+    """A ``Digester`` with one buffer that hashes at once, in the caller's
+    thread (for data too small to be worth a thread)."""
 
     def __init__(self, update: Callable[[Any], object],
-                 slots: int = 1) -> None:
+                 size: int) -> None:
         self._update = update
+        self._buffer = bytearray(size)
 
-    def acquire(self, blocking: bool = True) -> bool:
-        return True
+    def take(self, blocking: bool = True) -> bytearray | None:
+        return self._buffer
 
-    def release(self) -> None:
+    def give_back(self, buffer: bytearray) -> None:
         pass
 
-    def submit(self, data: Any) -> None:
-        self._update(data)
+    def submit(self, buffer: bytearray, count: int) -> None:
+        with memoryview(buffer) as view:
+            self._update(view[:count])
 
     def finish(self) -> None:
         pass
@@ -252,29 +273,78 @@ class InlineDigester(Digester):
         pass
 
 
-def digester(update: Callable[[Any], object] | None, slots: int,
+def digester(update: Callable[[Any], object] | None, slots: int, size: int,
              amount: int | None) -> Digester:
-    """A ``Digester`` for ``amount`` bytes (None: unknown) of data."""
-    if update is None:
-        return InlineDigester(lambda data: None)
-    if amount is not None and amount <= HASH_CHUNK:
-        return InlineDigester(update)
-    return Digester(update, slots)
+    """A ``Digester`` for ``amount`` bytes (None: unknown) of data, read in
+    pieces of at most ``size`` bytes."""
+    if amount is not None and amount <= size:
+        return InlineDigester(update or (lambda data: None),
+                              max(1, amount))
+    return Digester(update or (lambda data: None), slots, size)
 
 
-def raw_reader(raw: Any, chunk: int) -> Callable[[], bytes]:
-    """``read()`` -> the next ``chunk`` bytes of a urllib3 response body.
+def fill(readinto: Callable[[Any], int], view: Any) -> int:
+    """``readinto`` until ``view`` is full or the data ends; bytes read."""
+    done = 0
+    while done < len(view):
+        count = readinto(view[done:])
+        if not count:
+            break
+        done += count
+    return done
 
-    Read straight from the http.client response underneath (one copy, big
-    reads) when there is one; the caller makes sure the body is not
-    content-encoded.  Otherwise through urllib3.
+
+def pump(readinto: Callable[[Any], int], out: Any, hashing: Digester,
+         counted: Callable[[int], object]) -> int:
+    """Copy a body into ``out`` through ``hashing``'s buffers.
+
+    Every piece is written, then hashed (in order), then ``counted(n)``;
+    returns the bytes copied.  An exception from ``readinto`` (a broken
+    connection) leaves everything before it written and hashed.
+    """
+    done = 0
+    while True:
+        buffer = hashing.take()
+        try:
+            count = readinto(memoryview(buffer))
+        except BaseException:
+            hashing.give_back(buffer)
+            raise
+        if not count:
+            hashing.give_back(buffer)
+            return done
+        try:
+            out.write(memoryview(buffer)[:count])
+        except BaseException:
+            hashing.give_back(buffer)
+            raise
+        hashing.submit(buffer, count)
+        done += count
+        counted(count)
+
+
+def raw_readinto(raw: Any) -> Callable[[Any], int]:
+    """``readinto(view)`` -> bytes of a response body read into ``view``.
+
+    ``raw`` is a urllib3 response (read straight from the http.client
+    response underneath: one copy, big reads; the caller makes sure the
+    body is not content-encoded), an http.client response or anything with
+    ``read(n)``.
     """
     import http.client
 
-    fp = getattr(raw, "_fp", None)
-    if isinstance(fp, http.client.HTTPResponse):
-        return lambda: fp.read(chunk)
-    return lambda: raw.read(chunk)
+    for source in (getattr(raw, "_fp", None), raw):
+        if isinstance(source, http.client.HTTPResponse):
+            return source.readinto
+    if hasattr(raw, "readinto"):
+        return raw.readinto
+
+    def readinto(view: Any) -> int:
+        data = raw.read(len(view))
+        view[:len(data)] = data
+        return len(data)
+
+    return readinto
 
 
 def network_error(exc: BaseException) -> bool:

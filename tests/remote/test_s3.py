@@ -85,7 +85,13 @@ def test_partsize_and_concurrency_are_checked(make_repo, moto_s3):
         assert proc.returncode != 0
         assert message in proc.stdout + proc.stderr
     assert "s3store" not in repo.git("remote").stdout
-    repo.initremote("s3store", *base, "partsize=64M", "concurrency=8")
+    # the example of docs/remote/s3.md
+    repo.initremote("s3store", *base, "partsize=64MiB", "concurrency=8")
+    repo.annex("enableremote", "s3store", "partsize=32MiB")
+    log = repo.git("cat-file", "-p", "git-annex:remote.log").stdout
+    assert "partsize=32MiB" in log and "concurrency=8" in log
+    proc = repo.annex("enableremote", "s3store", "concurrency=99", check=False)
+    assert proc.returncode != 0 and "number from 1 to 64" in proc.stdout + proc.stderr
 
 
 def test_s3_url_addurl_drop_get_fsck(make_repo, s3server):

@@ -42,9 +42,11 @@ from ..transfer import (
     check_length,
     digester,
     discard,
+    fill,
     hash_file,
     network_error,
-    raw_reader,
+    pump,
+    raw_readinto,
     resume_offset,
 )
 from .s3_etags import METADATA_PARTSIZE, composite_form, plain_md5_etag
@@ -52,7 +54,7 @@ from .s3_etags import METADATA_PARTSIZE, composite_form, plain_md5_etag
 lgr = logging.getLogger("datalad.hpcdata.remote")
 
 DOWNLOAD_CHUNK = 8 * MIB  # bytes per ranged GET of a large object
-READ = MIB  # bytes per read of a single-GET body
+READ = 4 * MIB  # bytes per read of a single-GET body
 ATTEMPTS = 5  # GETs per range before a broken connection is fatal
 ENCRYPTED = ("aws:kms", "aws:kms:dsse")
 
@@ -228,32 +230,36 @@ class Fetch:
             start = 0
         return info, Opened(body, start, start + length)
 
-    def reader(self, body: Any, chunk: int) -> Callable[[], bytes]:
-        source = raw_reader(getattr(body, "_raw_stream", body), chunk)
+    def readinto(self, body: Any) -> Callable[[Any], int]:
+        """``readinto(view)`` for a GET's body; a broken connection raises
+        ``Interrupted``."""
+        source = raw_readinto(getattr(body, "_raw_stream", body))
 
-        def read() -> bytes:
+        def readinto(view: Any) -> int:
             try:
-                return source()
+                return source(view)
             except Exception as exc:
                 if not network_error(exc):
                     raise
                 raise Interrupted("%s: connection broken (%s)"
                                   % (self.what, type(exc).__name__))
 
-        return read
+        return readinto
 
-    def range(self, start: int, end: int) -> bytes:
-        """Bytes ``start``..``end`` of the object (retrying a broken read)."""
+    def range(self, start: int, end: int, buffer: bytearray) -> int:
+        """Read bytes ``start``..``end`` of the object into ``buffer``
+        (retrying a broken read); returns their number."""
         problem = ""
+        view = memoryview(buffer)[:end - start]
         for attempt in range(ATTEMPTS):
             body = self.open(start, end)
             try:
-                data = self.reader(body, end - start)()
+                count = fill(self.readinto(body), view)
             except Interrupted as exc:
                 problem = str(exc)
             else:
-                if len(data) == end - start:
-                    return data
+                if count == end - start:
+                    return count
                 problem = "%s: short read of bytes %s-%s" % (
                     self.what, start, end - 1)
             finally:
@@ -271,35 +277,28 @@ def _single(fetch: Fetch, out: BinaryIO, have: int, end: int | None,
     update = check.update if check is not None else None
     amount = None if end is None else end - have
     problem = "connection closed early"
-    with digester(update, 8, amount) as hashing:
+    done = [have]
+
+    def counted(count: int) -> None:
+        done[0] += count
+        tally.add(count)
+
+    with digester(update, 8, READ, amount) as hashing:
         try:
             for attempt in range(ATTEMPTS):
                 if body is None:
-                    body = fetch.open(have, end)
-                read = fetch.reader(body, READ)
+                    body = fetch.open(done[0], end)
                 broken = False
                 try:
-                    while True:
-                        hashing.acquire()
-                        try:
-                            data = read()
-                        except Interrupted as exc:
-                            hashing.release()
-                            problem, broken = str(exc), True
-                            break
-                        if not data:
-                            hashing.release()
-                            break
-                        out.write(data)
-                        hashing.submit(data)
-                        have += len(data)
-                        tally.add(len(data))
+                    pump(fetch.readinto(body), out, hashing, counted)
+                except Interrupted as exc:
+                    problem, broken = str(exc), True
                 finally:
                     body.close()
                     body = None
                 if (end is None and not broken) or (
-                        end is not None and have >= end):
-                    return have
+                        end is not None and done[0] >= end):
+                    return done[0]
                 time.sleep(min(2.0, 0.1 * 2 ** attempt))
         finally:
             hashing.finish()
@@ -314,27 +313,32 @@ def _parallel(fetch: Fetch, out: BinaryIO, have: int, size: int,
     ranges = [(start, min(start + DOWNLOAD_CHUNK, size))
               for start in range(have, size, DOWNLOAD_CHUNK)]
     pending: deque[Any] = deque()
-    # a real Digester even without a check: its slots bound the memory
-    with Digester(update or (lambda data: None), concurrency + 2) as hashing, \
+    # a real Digester even without a check: its buffers bound the memory
+    with Digester(update or (lambda data: None), concurrency + 2,
+                  DOWNLOAD_CHUNK) as hashing, \
             ThreadPoolExecutor(concurrency,
                                thread_name_prefix="hpcdata-get") as ex:
         try:
             index = 0
             while True:
-                # a slot per range in flight, taken in range order
-                while index < len(ranges) and hashing.acquire(
-                        blocking=not pending):
-                    pending.append(ex.submit(fetch.range, *ranges[index]))
+                # a buffer per range in flight, taken in range order
+                while index < len(ranges):
+                    buffer = hashing.take(blocking=not pending)
+                    if buffer is None:
+                        break
+                    pending.append((buffer, ex.submit(
+                        fetch.range, *ranges[index], buffer)))
                     index += 1
                 if not pending:
                     break
-                data = pending.popleft().result()
-                out.write(data)
-                hashing.submit(data)
-                have += len(data)
-                tally.add(len(data))
+                buffer, future = pending.popleft()
+                count = future.result()
+                out.write(memoryview(buffer)[:count])
+                hashing.submit(buffer, count)
+                have += count
+                tally.add(count)
         except BaseException:
-            for future in pending:
+            for _, future in pending:
                 future.cancel()
             raise
         finally:

@@ -261,8 +261,9 @@ def _reply(response: http.client.HTTPResponse) -> dict[str, Any]:
 
 
 class Body:
-    """A GET's body: ``read(n)`` and ``close()``; a body closed before its
-    end takes its connection with it (it cannot carry another request)."""
+    """A GET's body: ``read(n)``, ``readinto(view)`` and ``close()``; a
+    body closed before its end takes its connection with it (it cannot
+    carry another request)."""
 
     def __init__(self, response: http.client.HTTPResponse, owner: LeanS3,
                  host: str) -> None:
@@ -272,6 +273,9 @@ class Body:
 
     def read(self, amount: int | None = None) -> bytes:
         return self.response.read(amount)
+
+    def readinto(self, view: Any) -> int:
+        return self.response.readinto(view)
 
     def close(self) -> None:
         if not self.response.isclosed():

@@ -5,7 +5,8 @@
   anything).
 * A larger file is a multipart upload of ``partsize`` parts (larger when a
   file would need more than 10,000), ``concurrency`` at a time.  Each part is
-  read once into memory (so at most ``concurrency`` parts are held), its MD5
+  read once into a buffer its thread reuses (so memory stays at
+  ``concurrency`` parts, nothing is allocated per part), its MD5
   computed and sent as ``Content-MD5``; the part MD5s give the composite
   ETag, which must equal the one the server reports for the completed
   object.  The file is never read a second time to verify.
@@ -92,17 +93,15 @@ def put(s3: Any, path: str, bucket: str, name: str, size: int,
     tally.add(size)
 
 
-def _pread(fd: int, length: int, offset: int) -> bytes:
-    """Exactly ``length`` bytes at ``offset`` of ``fd``."""
-    chunks = []
-    while length:
-        chunk = os.pread(fd, length, offset)
-        if not chunk:
+def _pread_into(fd: int, buffer: bytearray, offset: int) -> None:
+    """Fill ``buffer`` with the bytes at ``offset`` of ``fd``."""
+    view = memoryview(buffer)
+    done = 0
+    while done < len(buffer):
+        count = os.preadv(fd, [view[done:]], offset + done)
+        if not count:
             raise HpcdataError("the file became shorter while it was read")
-        chunks.append(chunk)
-        length -= len(chunk)
-        offset += len(chunk)
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        done += count
 
 
 class Multipart:
@@ -122,6 +121,7 @@ class Multipart:
             raise HpcdataError("file too large for one S3 object")
         self.what = "upload to s3://%s/%s" % (bucket, name)
         self.cancel = threading.Event()
+        self._buffers = threading.local()  # one reused buffer per thread
 
     def length(self, number: int) -> int:
         return min(self.part, self.size - (number - 1) * self.part)
@@ -228,7 +228,10 @@ class Multipart:
         if self.cancel.is_set():
             raise Cancelled("upload abandoned")
         length = self.length(number)
-        data = _pread(fd, length, (number - 1) * self.part)
+        data = getattr(self._buffers, "data", None)
+        if data is None or len(data) != length:
+            data = self._buffers.data = bytearray(length)
+        _pread_into(fd, data, (number - 1) * self.part)
         digest = hashlib.md5(data).digest()
         if listed is not None and plain_md5_etag(listed) == digest.hex():
             self.tally.add(length)  # there from an interrupted attempt
