@@ -1286,6 +1286,8 @@ def main(argv=None):
                                     if k != "peer"}))
         for n in cfg["sizes"]:
             size_phase(cfg, n, cache, peer, scratch, R["sizes"])
+            # what is measured so far survives a failure later in the run
+            (out / "results.partial.json").write_text(json.dumps(R))
         if not args.skip_list:
             R["list"] = {}
             list_phase(cfg, cache, peer, R["list"])

@@ -167,8 +167,17 @@ def reset_dataset(path: Path):
 
 
 def tracked_files(path: Path) -> int:
-    out = git(path, "ls-files", "-z").stdout
-    return out.count("\0")
+    """Entries in the index, counted as they stream by: the benchmark
+    process must stay small (a child's peak RSS reported by wait4 is at
+    least its parent's at the time it was started)."""
+    p = subprocess.Popen(["git", "ls-files", "-z"], cwd=path,
+                         stdout=subprocess.PIPE)
+    n = 0
+    for chunk in iter(lambda: p.stdout.read(1 << 20), b""):
+        n += chunk.count(b"\0")
+    if p.wait():
+        raise RuntimeError("git ls-files failed in %s" % path)
+    return n
 
 
 def needed_bytes(n_files: int) -> int:
@@ -255,10 +264,18 @@ def drop_big(cache: Path, sizes) -> list[Path]:
 
 def index_info(path: Path) -> dict:
     """Size of the index file and, when it is split, of its shared part
-    (the one whose hash the index's link extension names)."""
+    (the one whose hash the index's link extension names).  Reads the
+    index in chunks (see tracked_files)."""
     gitdir = path / ".git"
-    data = (gitdir / "index").read_bytes()
-    shared = [p for p in gitdir.glob("sharedindex.*")
-              if bytes.fromhex(p.name.split(".", 1)[1]) in data]
-    return {"index_bytes": len(data),
-            "shared_bytes": shared[0].stat().st_size if shared else None}
+    index = gitdir / "index"
+    names = {bytes.fromhex(p.name.split(".", 1)[1]): p
+             for p in gitdir.glob("sharedindex.*")}
+    found, tail = None, b""
+    with open(index, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            buf = tail + chunk
+            found = found or next((p for h, p in names.items() if h in buf),
+                                  None)
+            tail = buf[-32:]
+    return {"index_bytes": index.stat().st_size,
+            "shared_bytes": found.stat().st_size if found else None}
