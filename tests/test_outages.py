@@ -35,7 +35,8 @@ from datalad_hpcdata.dataset.handle import DatasetHandle
 pytestmark = pytest.mark.slurm
 
 KW = dict(result_renderer="disabled", return_type="list", on_failure="ignore")
-SLURM_CONF = Path("/etc/slurm/slurm.conf")
+# the cluster the suite runs on (tools/test.sh exports its SLURM_CONF)
+SLURM_CONF = Path(os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf"))
 
 
 @contextmanager

@@ -600,6 +600,9 @@ setup_database() {
     # a namespaced one over TCP on the controller's own loopback
     local who="'slurm'@'localhost'"
     [[ $LAYOUT == netns ]] && who="'slurm'@'127.0.0.1'"
+    # start-daemon runs without write_configs: the password is in the config
+    [[ -n ${DBD_PASS:-} ]] || DBD_PASS=$(sed -n 's/^StoragePass=//p' "$DBD_CONF" | head -n1)
+    [[ -n $DBD_PASS ]] || die "no StoragePass in $DBD_CONF; run up first"
     mariadb --no-defaults --socket="$MYSQL_SOCK" -u root <<EOF || die "creating the slurm database/user failed (see $MARIADB_LOG)"
 CREATE DATABASE IF NOT EXISTS slurm_acct_db;
 CREATE USER IF NOT EXISTS $who IDENTIFIED BY '$DBD_PASS';
