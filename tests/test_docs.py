@@ -16,8 +16,9 @@ How examples are tested (see docs/contributing-docs.md):
   ``...`` stands for any text;
 * an array whose tasks are in different transient states
   (``ARRAY ACTIVE (COMPLETED, PENDING)``) counts as one transient state;
-* DataLad's progress messages (``[INFO] ...`` lines when the output is not
-  a terminal) are left out of the comparison, and the page's cluster name
+* progress messages (DataLad's ``[INFO] ...`` lines when the output is
+  not a terminal, git-annex's transfer meter) are left out of the
+  comparison, and the page's cluster name
   (``on cluster hpcdata``, ``"cluster": "hpcdata"``) stands for the one the
   run submitted to;
 * the pages listed in ``SKIPPED`` below are not run, each for the reason
@@ -48,7 +49,8 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 LANGS = ("sh", "bash", "console")
 FENCE = re.compile(r"^(```+|~~~+)\s*(\S*)\s*$")
-SCENARIO = re.compile(r"<!--\s*doctest:\s*scenario\s+(\S+)\s*-->")
+# on a line of its own (a page may mention the marker in its text)
+SCENARIO = re.compile(r"^<!--\s*doctest:\s*scenario\s+(\S+)\s*-->\s*$", re.M)
 SKIP = re.compile(r"<!--\s*doctest:\s*skip\s+(.+?)\s*-->")
 
 # pages whose examples are shown but not run, and why
@@ -167,7 +169,9 @@ STATES = r"\b(PENDING|RUNNING|COMPLETING|CONFIGURING|COMPLETED)\b"
 SUBMITTED = re.compile(r"submitted Slurm job (\d+)")
 
 
-PROGRESS = re.compile(r"^\[INFO\] .*$", re.M)
+# DataLad's log lines and git-annex's transfer meter (``100%  36 B  3 KiB/s``)
+PROGRESS = re.compile(r"^(\[INFO\] .*|\s*\d{1,3}%\s+[\d.]+ \w?i?B\b.*)$",
+                      re.M)
 CLUSTER = re.compile(r"\bon cluster ([\w.-]+)")
 
 
@@ -365,6 +369,9 @@ def test_console_matching_can_fail():
     assert not matches("on cluster hpcdata", "on cluster ci")
     assert matches("a\nb", "[INFO] Waiting for 2 Slurm jobs\na\n[INFO] x\nb")
     assert not matches("[INFO] a\nb", "c\nb")
+    assert matches("get x (from hpc...)\nok", "get x (from hpc...)\n\n"
+                   "100%  36 B      643 B/s 0s\n   \nok")
+    assert not matches("get x\nok", "get x\n100 files\nok")
     assert matches("7 PENDING sims", "7 ARRAY ACTIVE (COMPLETED, PENDING) sims")
     assert not matches("7 PENDING sims", "7 ARRAY FAILED (COMPLETED, FAILED) "
                        "sims")
