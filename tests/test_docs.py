@@ -25,6 +25,9 @@ How examples are tested (see docs/contributing-docs.md):
   given there; a block directly after ``<!-- doctest: skip REASON -->`` is
   not run either, and its page must be listed there too, so no skipped
   example slips in unnoticed;
+* a ``console`` block directly after ``<!-- doctest: any-order -->`` may
+  print its lines in another order (jobs that end at the same time are
+  committed in the order their polls saw them end);
 * the pages listed in ``ELSEWHERE`` are run by the test named there, with
   this harness (``run_steps``/``check_steps``), because they need more
   set-up (``<!-- doctest: scenario remote -->``: the special remote's
@@ -52,6 +55,7 @@ FENCE = re.compile(r"^(```+|~~~+)\s*(\S*)\s*$")
 # on a line of its own (a page may mention the marker in its text)
 SCENARIO = re.compile(r"^<!--\s*doctest:\s*scenario\s+(\S+)\s*-->\s*$", re.M)
 SKIP = re.compile(r"<!--\s*doctest:\s*skip\s+(.+?)\s*-->")
+ANY_ORDER = re.compile(r"<!--\s*doctest:\s*any-order\s*-->")
 
 # pages whose examples are shown but not run, and why
 SKIPPED = {
@@ -89,6 +93,7 @@ class Block:
     lang: str
     text: str
     skip: str | None = None
+    any_order: bool = False
 
 
 @dataclass
@@ -117,11 +122,14 @@ def parse_page(path: Path) -> Page:
         page.scenario = m.group(1)
     i = 0
     pending_skip = None
+    any_order = False
     while i < len(lines):
         m = FENCE.match(lines[i])
         sk = SKIP.search(lines[i])
         if sk:
             pending_skip = sk.group(1)
+        elif ANY_ORDER.search(lines[i]):
+            any_order = True
         elif m:
             fence, lang = m.group(1), m.group(2)
             body = []
@@ -131,11 +139,11 @@ def parse_page(path: Path) -> Page:
                 j += 1
             if lang in LANGS:
                 page.blocks.append(Block(rel, i + 1, lang, "\n".join(body),
-                                         pending_skip))
-            pending_skip = None
+                                         pending_skip, any_order))
+            pending_skip, any_order = None, False
             i = j
         elif lines[i].strip():
-            pending_skip = None
+            pending_skip, any_order = None, False
         i += 1
     return page
 
@@ -208,8 +216,14 @@ def with_cluster(expected: str, page: str | None, run: str | None) -> str:
     return expected.replace('"cluster": "%s"' % page, '"cluster": "%s"' % run)
 
 
-def matches(expected: str, actual: str) -> bool:
+def matches(expected: str, actual: str, any_order: bool = False) -> bool:
     exp, act = normalise(expected), normalise(actual)
+    if any_order:
+        # the same lines in any order (`...` only within a line)
+        exp_lines, act_lines = (sorted(exp.splitlines()),
+                                sorted(act.splitlines()))
+        return len(exp_lines) == len(act_lines) and all(
+            matches(e, a) for e, a in zip(exp_lines, act_lines))
     pattern = ".*?".join(re.escape(part) for part in exp.split("..."))
     return re.fullmatch(pattern, act, re.S) is not None
 
@@ -292,7 +306,7 @@ def differences(run: Run) -> list[str]:
         actual = run.outputs.get(n, "")
         want = with_cluster(with_job_ids("\n".join(expected), run.ids),
                             *run.clusters)
-        if not matches(want, actual):
+        if not matches(want, actual, block.any_order):
             found.append("%s line %d: the output of\n  $ %s\ndiffers from "
                          "the page:\n--- page:\n%s\n--- actual:\n%s" % (
                              block.page, block.line, cmd, want, actual))
@@ -372,6 +386,10 @@ def test_console_matching_can_fail():
     assert matches("get x (from hpc...)\nok", "get x (from hpc...)\n\n"
                    "100%  36 B      643 B/s 0s\n   \nok")
     assert not matches("get x\nok", "get x\n100 files\nok")
+    assert matches("job 1\njob 2\nend ...", "job 2\njob 1\nend 3 polls", True)
+    assert not matches("job 1\njob 2", "job 2\njob 1")
+    assert not matches("job 1\njob 2", "job 2\njob 3", True)
+    assert not matches("job 1\njob 2", "job 1\njob 2\njob 3", True)
     assert matches("7 PENDING sims", "7 ARRAY ACTIVE (COMPLETED, PENDING) sims")
     assert not matches("7 PENDING sims", "7 ARRAY FAILED (COMPLETED, FAILED) "
                        "sims")

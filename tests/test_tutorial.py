@@ -87,10 +87,14 @@ def test_a_wrong_line_on_the_page_is_found(tutorial):
                  lambda lines: [line.replace("0.583", "0.584")
                                 for line in lines])
     assert len(score) == 1 and "0.584" in score[0], score
+    report = "would resubmit"
+    swapped = edit(report, lambda lines: lines[4:8] + lines[:4] + lines[8:])
+    assert len(swapped) == 1 and "--report" in swapped[0], swapped
+    # in a block of any order: a changed line, a missing line
     first_finish = "4 of 4 jobs ended"
-    swapped = edit(first_finish, lambda lines: [lines[1], lines[0]]
-                   + lines[2:])
-    assert len(swapped) == 1 and "--wait" in swapped[0], swapped
+    failed = edit(first_finish, lambda lines: [
+        lines[0].replace("(COMPLETED)", "(FAILED)")] + lines[1:])
+    assert len(failed) == 1 and "--wait" in failed[0], failed
     assert edit(first_finish, lambda lines: lines[:-1])
     assert differences(run) == []
 
@@ -98,12 +102,20 @@ def test_a_wrong_line_on_the_page_is_found(tutorial):
 def test_exactly_the_affected_jobs_ran_again(tutorial):
     ds = tutorial[1] / "campaign"
     recs = records(ds)
-    first = [sha for sha, _, _ in recs[:4]]
-    sims, test_sims, train, evaluate = [r for _, _, r in recs[:4]]
-    assert [m for _, m, _ in recs] == [
-        "simulate: training set", "simulate: test set", "train", "evaluate"
-    ] + ["Re-submission of job %s." % r["slurm_job_id"]
-         for r in (sims, train, evaluate)]
+    # the first run: the two arrays in the order they ended, then the
+    # training, then the evaluation
+    order = ["simulate: training set", "simulate: test set", "train",
+             "evaluate"]
+    assert sorted(m for _, m, _ in recs[:4]) == sorted(order)
+    assert [m for _, m, _ in recs[2:4]] == ["train", "evaluate"] or \
+        [m for _, m, _ in recs[1:4]] == ["train", "simulate: test set",
+                                         "evaluate"]
+    by_name = {m: (sha, r) for sha, m, r in recs[:4]}
+    first = [by_name[m][0] for m in order]
+    sims, test_sims, train, evaluate = [by_name[m][1] for m in order]
+    assert [m for _, m, _ in recs[4:]] == [
+        "Re-submission of job %s." % r["slurm_job_id"]
+        for r in (sims, train, evaluate)]
     assert sims["array"] == "1-4" and len(sims["array_tasks"]) == 4
     assert test_sims["array"] == "1-3"
     assert [d["commit"] for d in train["depends_on"]] == [first[0]]
