@@ -20,6 +20,8 @@ from slurmtest import one, text
 
 from datalad_hpcdata.dataset.handle import DatasetHandle
 from datalad_hpcdata.jobs.wait import Backoff, poll_interval, wait
+from datalad_hpcdata.slurm import JobInfo
+from datalad_hpcdata.slurm.states import ACTIVE
 
 pytestmark = pytest.mark.slurm
 
@@ -301,3 +303,42 @@ def test_wait_bad_input_changes_nothing(slurm, ds, case):
             "with-list": "cannot be combined",
             "not-open": "not open"}[case] in text(r)
     assert git(ds, "rev-parse", "HEAD") == head
+
+
+def test_consumer_is_committed_after_a_producer_slurm_reports_late(slurm,
+                                                                   ds):
+    """Slurm's accounting can report a producer (an array, typically) as
+    active after its consumer has completed: the consumer is not given up
+    as 'not committed', it is committed once the producer is."""
+    a = submit(ds, 0, "res/a")
+    res = dl.slurm_schedule("sbatch code/sleep.sh 0 res/b", dataset=ds,
+                            inputs=["res/a"], outputs=["res/b"], **KW)
+    b = one(res, action="slurm-schedule", status="ok")["slurm_job_id"]
+    handle = DatasetHandle(ds)
+    real = handle.backend.query
+    for _ in range(300):                   # both ended in Slurm (<= 60 s)
+        infos = real([a, b])
+        if all(i in infos and infos[i].state_class != ACTIVE
+               for i in (a, b)):
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("jobs %s, %s did not end" % (a, b))
+    calls = []
+
+    def lagging(ids):
+        calls.append(sorted(ids))
+        infos = real(ids)
+        if len(calls) == 1:                # the producer reported late
+            infos[a] = JobInfo(a, "RUNNING", source="sacct")
+        return infos
+
+    handle.backend.query = lagging
+    out = list(wait(handle, timeout=120, interval="0.1:0.5"))
+    assert len(calls) >= 2
+    done = [r for r in out if r.get("commit")]
+    assert [r["slurm_job_id"] for r in done] == [a, b]
+    summary = out[-1]
+    assert summary["status"] == "ok", summary
+    assert summary["ended"] == {"COMPLETED": 2} and summary["failed"] == {}
+    assert status_of(ds, a) == status_of(ds, b) == "committed"

@@ -211,6 +211,13 @@ class Waiter:
         if res.get("status") == "impossible" and "state" not in res:
             # no longer open: another slurm-finish got it since we looked
             return self.closed_elsewhere(jid)
+        if res.get("status") == "impossible" and any(
+                str(p) in self.pending for p in res.get("waiting_for") or ()):
+            # ended, but a producer we also wait for is not committed yet
+            # (Slurm's accounting may report it active a little longer,
+            # e.g. an array's tasks): commit it with that producer later
+            self.notes[jid] = res.get("message")
+            return None
         self._end(jid, res.get("state") or "UNKNOWN",
                   res.get("status") == "ok")
         return res
