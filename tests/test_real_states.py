@@ -218,31 +218,35 @@ def test_requeue_hold_suspend_deadline(multinode, dataset):
     sus = schedule(ds, "sbatch %s code/state.sh out/s.txt 3" % w, "out/s.txt")
     dead = schedule(ds, "sbatch %s --time=10 --deadline=now+60 code/state.sh "
                     "out/d.txt" % w, "out/d.txt")
-    running(rq)
-    running(sus)
-    sh("scontrol", "requeuehold", rq)
-    sh("scontrol", "suspend", sus)
-    wait_until(lambda: sacct_state(dead) == "DEADLINE", 60,
-               "job %s DEADLINE" % dead)
-    wait_until(lambda: controller_job(rq).get("JobState") == "PENDING", 60,
-               "job %s requeued and held" % rq)
-    res = finish(ds, close_failed_jobs=True)
-    r = one(res, slurm_job_id=rq)
-    assert r["status"] == "notneeded", r
-    r = one(res, slurm_job_id=sus)
-    assert r["status"] == "notneeded" and r["state"] == "SUSPENDED", r
-    r = one(res, slurm_job_id=dead)
-    assert r["status"] == "ok" and r["state"] == "DEADLINE", r
-    assert [status_of(ds, j) for j in (rq, sus, dead)] == [
-        "open", "open", "abandoned"]
-    sh("scontrol", "resume", sus)
-    sh("scontrol", "release", rq)
-    start_now(rq)
-    wait_jobs([rq, sus], timeout=180)
-    res = finish(ds)
-    for jid in (rq, sus):
-        r = one(res, slurm_job_id=jid)
-        assert r["status"] == "ok", r
+    try:
+        running(rq)
+        running(sus)
+        sh("scontrol", "requeuehold", rq)
+        sh("scontrol", "suspend", sus)
+        wait_until(lambda: sacct_state(dead) == "DEADLINE", 60,
+                   "job %s DEADLINE" % dead)
+        wait_until(lambda: controller_job(rq).get("JobState") == "PENDING", 60,
+                   "job %s requeued and held" % rq)
+        res = finish(ds, close_failed_jobs=True)
+        r = one(res, slurm_job_id=rq)
+        assert r["status"] == "notneeded", r
+        r = one(res, slurm_job_id=sus)
+        assert r["status"] == "notneeded" and r["state"] == "SUSPENDED", r
+        r = one(res, slurm_job_id=dead)
+        assert r["status"] == "ok" and r["state"] == "DEADLINE", r
+        assert [status_of(ds, j) for j in (rq, sus, dead)] == [
+            "open", "open", "abandoned"]
+        sh("scontrol", "resume", sus)
+        sh("scontrol", "release", rq)
+        start_now(rq)
+        wait_jobs([rq, sus], timeout=180)
+        res = finish(ds)
+        for jid in (rq, sus):
+            r = one(res, slurm_job_id=jid)
+            assert r["status"] == "ok", r
+    finally:
+        # a held or suspended job would keep its slot on the node
+        sh("scancel", rq, sus, dead, check=False)
     assert "restart 1" in Path(ds.path, "out", "rq.txt").read_text()
 
 
