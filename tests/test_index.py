@@ -75,9 +75,11 @@ def finish_jobs(ds, jobs: list[str]) -> str:
 
 
 def shared_state(root) -> dict:
-    """sharedindex.* files: name -> (inode, mtime_ns, sha256 of bytes)."""
+    """sharedindex.* files: name -> (inode, sha256 of bytes).  Not the
+    mtime: git "freshens" (touches) the shared index whenever any git
+    command writes the split part, which is not a rewrite."""
     gd = Path(root) / ".git"
-    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns,
+    return {p.name: (p.stat().st_ino,
                      hashlib.sha256(p.read_bytes()).hexdigest())
             for p in gd.glob("sharedindex.*")}
 

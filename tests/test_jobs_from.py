@@ -254,7 +254,9 @@ def test_stopping_midway_loses_no_submitted_job(slurm, dataset,
     try:
         assert first["status"] == "ok"
         submitted = [c[-1] for c in slurm_calls("sbatch")]
-        assert len(jobs) == len(submitted) >= 2
+        # jobs are submitted one after the other: closing the generator
+        # after the first result stops before the next sbatch
+        assert len(jobs) == len(submitted) >= 1
         for job in jobs:
             assert job.status == "open" and job.job_id
             assert job.spec["slurm_logs"] == [

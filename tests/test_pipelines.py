@@ -14,6 +14,7 @@ import pytest
 from slurmtest import one, text, wait_jobs
 
 from datalad_hpcdata.dataset.handle import DatasetHandle
+from datalad_hpcdata.jobs.cluster import cluster_name
 from datalad_hpcdata.jobs.record import parse_message
 
 pytestmark = pytest.mark.slurm
@@ -277,7 +278,8 @@ def test_producer_unknown_to_slurm_blocks_its_consumer(slurm, pipe):
     row = store.claim(["ghost.txt"], {"cmd": "sbatch x", "outputs":
                                       ["ghost.txt"], "output_specs":
                                       ["ghost.txt"], "pwd": "."}, None)
-    store.set_submitted(row, "hpcdata", "987654")
+    here = cluster_name(DatasetHandle(ds))   # the suite's cluster
+    store.set_submitted(row, here, "987654")
     b = submitted(schedule(ds, "sbatch code/job.sh {outputs} {inputs}",
                            inputs=["ghost.txt"], outputs=["b.txt"]))
     assert b["dependency"] == "afterok:987654"
@@ -291,7 +293,7 @@ def test_producer_unknown_to_slurm_blocks_its_consumer(slurm, pipe):
     r = one(finish(ds), slurm_job_id=b["slurm_job_id"])
     assert r["status"] == "impossible" and r["state"] == "COMPLETED"
     assert r["blocked_by"] == [{"slurm_job_id": "987654",
-                                "cluster": "hpcdata",
+                                "cluster": here,
                                 "reason": "is unknown to Slurm"}]
     assert "ran, but is not committed" in text(r)
     res = finish(ds, close_failed_jobs=True)

@@ -540,7 +540,11 @@ def main(argv=None) -> int:
                                                   sort_keys=True))
     write_markdown(R, out / "pipeline.md")
     if not args.no_plot:
-        plot(R, out / "pipeline.png")
+        try:
+            plot(R, out / "pipeline.png")
+        except ImportError:
+            log("matplotlib missing (pip install -e .[bench]): no "
+                "pipeline.png")
     log("results in %s" % out)
     return 0
 

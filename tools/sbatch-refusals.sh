@@ -5,7 +5,7 @@
 # accounting limits, and changing that would restart its controller under
 # everybody's tests.  This script starts a second, private slurmctld for a
 # moment instead: cluster "hpcdlim" on a free 127.0.0.1 port, registered
-# in the test cluster's slurmdbd, with AccountingStorageEnforce=associations,
+# in the slurmdbd of the cluster SLURM_CONF selects, with AccountingStorageEnforce=associations,
 # limits,qos, no compute node (jobs stay pending), MaxJobCount=100 and
 # for the MaxJobCount case 1.
 # It then provokes each refusal once with the real sbatch and prints
@@ -38,6 +38,11 @@ free_port() {
 s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 CTLD_PORT=$(free_port)
+# the accounting daemon of the cluster SLURM_CONF selects (sacctmgr below
+# talks to it too): the default cluster's, or a multi-node instance's
+BASE_CONF=${SLURM_CONF:-/etc/slurm/slurm.conf}
+DBD_HOST=$(sed -n 's/^AccountingStorageHost=//p' "$BASE_CONF" | head -n1)
+DBD_PORT=$(sed -n 's/^AccountingStoragePort=//p' "$BASE_CONF" | head -n1)
 SLURMD_PORT=$(free_port)
 
 write_conf() {   # MAXJOBCOUNT
@@ -53,8 +58,8 @@ CommunicationParameters=NoCtldInAddrAny,NoInAddrAny
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 AccountingStorageType=accounting_storage/slurmdbd
-AccountingStorageHost=localhost
-AccountingStoragePort=6819
+AccountingStorageHost=${DBD_HOST:-localhost}
+AccountingStoragePort=${DBD_PORT:-6819}
 AccountingStorageEnforce=associations,limits,qos
 MaxJobCount=$1
 MailProg=/bin/true

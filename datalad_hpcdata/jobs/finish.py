@@ -19,7 +19,6 @@ from ..slurm import JobInfo, SlurmError
 from ..slurm.states import ACTIVE, COMPLETED, FAILED, UNKNOWN
 from . import submissions
 from .cluster import elsewhere
-from .commit import Finished, commit_finished
 from .order import Flow, commit_in_order, report_blocked
 from .recovery import clean_staged, close_pending
 from .results import FINISH, job_result, lgr
@@ -190,10 +189,13 @@ def _decide_all(handle: DatasetHandle, live: list[Job], infos: dict,
         res = _decide(handle, job, spec, info, now, close_failed,
                       commit_failed)
         if res is None:
-            to_commit.append(Finished(job, spec, info))
+            to_commit.append((job, spec, info))
         else:
             yield flow.annotate(job, res)
     if to_commit:
+        # committing imports what listing never needs (start-up cost)
+        from .commit import Finished, commit_finished
+        to_commit = [Finished(*t) for t in to_commit]
         yield from commit_in_order(
             handle, flow, to_commit, lambda batch: commit_finished(
                 handle, batch, message, keep_alt_dir, jobs))

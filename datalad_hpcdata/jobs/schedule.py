@@ -267,24 +267,47 @@ def schedule(handle: DatasetHandle, spec: JobSpec, jobs=None,
         return
     head = rev_parse(handle.root, "HEAD")
     token = new_token()
-    try:
-        row = _claim(handle, spec, dict(spec.to_dict(), submit_token=token),
-                     head)
-    except ConflictError as e:
-        yield get_status_dict(status="impossible", message=str(e),
-                              conflicts=[
-                                  {"output": n, "claimed": c,
-                                   "slurm_job_id": j.job_id}
-                                  for n, c, j in e.conflicts], **res)
-        return
-    prepared = _Prepared(handle, spec, row, token)
+    prepared: list[_Prepared] = []
+
+    def claimed(row: int) -> None:
+        # still under the claim's lock: one lock acquisition per job
+        prepared.append(_Prepared(handle, spec, row, token))
+        faults.point("schedule:claim")
+        prepared[0].prepare(jobs)
+
     with interruptible():
-        result = _prepare_and_submit(handle, spec, prepared, jobs)
+        result = _claim_prepare_submit(
+            handle, spec, dict(spec.to_dict(), submit_token=token), head,
+            claimed, prepared)
     yield get_status_dict(**dict(res, **result))
 
 
+def _claim_prepare_submit(handle: DatasetHandle, spec: JobSpec,
+                          stored: dict, head: str | None, claimed,
+                          prepared: list) -> dict:
+    try:
+        _claim(handle, spec, stored, head, then=claimed)
+    except ConflictError as e:
+        if prepared:
+            raise
+        return dict(status="impossible", message=str(e), conflicts=[
+            {"output": n, "claimed": c, "slurm_job_id": j.job_id}
+            for n, c, j in e.conflicts])
+    except BaseException as e:
+        if not prepared:
+            raise
+        unrestored = prepared[0].undo("preparation failed: %s" % why(e))
+        if not isinstance(e, _expected_errors(spec)):
+            raise
+        msg = str(e)
+        if unrestored:
+            msg += "; could not restore: %s" % ", ".join(unrestored)
+        return dict(status="error", message=msg)
+    return submit(handle, spec, prepared[0])
+
+
 def _claim(handle: DatasetHandle, spec: JobSpec, stored: dict,
-           head: str | None, wait: float = 30.0) -> int:
+           head: str | None, then=None, wait: float = 30.0) -> int:
     """Claim the outputs.  A conflicting submission in progress is given
     (bounded) time to get its job id, so a refusal can name the job; an
     interrupted one is resolved (adopted or released) once."""
@@ -293,9 +316,13 @@ def _claim(handle: DatasetHandle, spec: JobSpec, stored: dict,
     while True:
         with repository_lock(handle.git_dir):
             try:
-                return handle.store.claim(spec.claims, stored, head)
+                row = handle.store.claim(spec.claims, stored, head)
             except ConflictError as e:
                 conflict = e
+            else:
+                if then is not None:
+                    then(row)
+                return row
         pending = [j for _, _, j in conflict.conflicts
                    if j.status == "submitting"]
         if not pending:
@@ -310,20 +337,3 @@ def _claim(handle: DatasetHandle, spec: JobSpec, stored: dict,
         if time.monotonic() > deadline:
             raise conflict
         time.sleep(0.2)
-
-
-def _prepare_and_submit(handle: DatasetHandle, spec: JobSpec,
-                        prepared: _Prepared, jobs) -> dict:
-    try:
-        faults.point("schedule:claim")
-        with repository_lock(handle.git_dir):
-            prepared.prepare(jobs)
-    except BaseException as e:
-        unrestored = prepared.undo("preparation failed: %s" % why(e))
-        if not isinstance(e, _expected_errors(spec)):
-            raise
-        msg = str(e)
-        if unrestored:
-            msg += "; could not restore: %s" % ", ".join(unrestored)
-        return dict(status="error", message=msg)
-    return submit(handle, spec, prepared)
