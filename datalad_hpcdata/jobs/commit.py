@@ -55,6 +55,7 @@ from ..dataset.lock import repository_lock
 from ..dataset.paths import ancestors, claim_path, expand, has_glob, walk_files
 from ..dataset.scratch import annex_add, git_add
 from ..slurm import JobInfo
+from . import tasks
 from .logs import job_logs
 from .record import build_record, format_message
 from .recovery import clean_staged, close_pending
@@ -184,6 +185,13 @@ class Finished:
     info: JobInfo
     logs: list[str] = field(default_factory=list)
     fetched: object = None      # altdir FetchReport for alt-dir jobs
+    split: object = None        # tasks.TaskSplit: per-task outputs
+
+    @property
+    def outputs(self) -> list[str]:
+        """The output specs this finish commits."""
+        return tasks.committed_outputs(self.spec, self.split,
+                                       self.job.job_id)
 
 
 def commit_finished(handle: DatasetHandle, finished: list[Finished],
@@ -215,7 +223,7 @@ def commit_finished(handle: DatasetHandle, finished: list[Finished],
                     message="committed by an interrupted earlier run")
                 continue
             item.logs = job_logs(handle.root, item.spec, item.job.job_id,
-                                 item.info)
+                                 tasks.logs_info(item.info, item.split))
             if item.spec.alt_root:
                 faults.point("finish:copy-back")
                 failure = _copy_back(handle, item, jobs)
@@ -245,7 +253,8 @@ def _copy_back(handle: DatasetHandle, item: Finished, jobs) -> dict | None:
     from . import staging
     job, info = item.job, item.info
     try:
-        rep = staging.fetch_back(handle, item.spec, info, item.logs, jobs)
+        rep = staging.fetch_back(handle, item.spec, info, item.logs, jobs,
+                                 item.outputs)
     except (staging.StagingError, OSError) as e:
         return job_result(handle, job, status="error", state=info.state,
                           message="could not copy outputs back: %s" % e)
@@ -268,12 +277,13 @@ def _commit_locked(handle: DatasetHandle, ready: list[Finished],
     commits = []
     for item in ready:
         record = build_record(handle.ds.id, item.job, item.spec, item.info,
-                              item.logs)
+                              item.logs, item.split)
         commits.append(JobCommit(
             key=item.job.row,
-            message=format_message(item.job.job_id, item.info.state,
-                                   [message, item.spec.message], record),
-            outputs=item.spec.output_specs, extra_files=item.logs))
+            message=format_message(item.job.job_id, tasks.subject_state(
+                item.info.state, item.split), [message, item.spec.message],
+                record),
+            outputs=item.outputs, extra_files=item.logs))
     by_row = {item.job.row: item for item in ready}
     pid = "hpcdata-finish-%d-%d" % (os.getpid(), id(ready))
     log_progress(lgr.debug, pid, "Committing %d finished jobs", len(commits),
@@ -338,6 +348,8 @@ def _committed(handle: DatasetHandle, item: Finished, c: JobCommit,
                keep_alt_dir: bool) -> dict:
     job, info = item.job, item.info
     extra = {"not_committed": c.skipped} if c.skipped else {}
+    extra.update(tasks.not_committed(handle.root, item.spec, item.split,
+                                     info, job.job_id))
     rep = item.fetched
     if rep is not None:
         extra["copied_back"] = len(rep.copied)
@@ -345,15 +357,17 @@ def _committed(handle: DatasetHandle, item: Finished, c: JobCommit,
             extra["missing"] = rep.missing
         if not keep_alt_dir:
             from . import staging
-            staging.unstage(handle, item.spec, job.row, c.extra_files)
+            staging.unstage(handle, item.spec, job.row, c.extra_files,
+                            c.outputs)
             handle.store.cleanup_done(job.row)
             faults.point("finish:cleanup")
     return job_result(
         handle, job, status="ok", state=info.state,
         exit_code=info.exit_code, commit=c.commit, files=len(c.files),
         deleted=len(c.deleted),
-        message=("committed job %s (%s) as %s%s", job.job_id, info.state,
-                 c.commit[:10], "; not committed (ignored?): %s"
-                 % ", ".join(c.skipped) if c.skipped else ""),
+        message=("committed job %s (%s) as %s%s%s", job.job_id,
+                 tasks.subject_state(info.state, item.split), c.commit[:10],
+                 "; not committed (ignored?): %s" % ", ".join(c.skipped)
+                 if c.skipped else "", tasks.failed_text(extra)),
         **extra)
 

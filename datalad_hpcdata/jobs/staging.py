@@ -28,6 +28,7 @@ from ..dataset.paths import expand
 from ..slurm import JobInfo
 from .dataflow import outside_claims, spec_claims
 from .spec import JobSpec
+from .tasks import output_specs
 
 lgr = logging.getLogger("datalad.hpcdata.schedule")
 
@@ -84,10 +85,12 @@ def other_staged_paths(handle: DatasetHandle, alt_root: str,
 
 
 def unstage(handle: DatasetHandle, spec: JobSpec, row: int,
-            logs=()) -> list[str]:
-    """Remove what this job staged, leaving other jobs' paths alone."""
+            logs=(), outputs=None) -> list[str]:
+    """Remove what this job staged (`outputs`: the specs that were
+    committed, default all), leaving other jobs' paths alone."""
+    outputs = output_specs(spec) if outputs is None else outputs
     return cleanup(spec.alt_root, staged_inputs(handle, spec)
-                   + list(spec.output_specs) + list(logs),
+                   + list(outputs) + list(logs),
                    keep=other_staged_paths(handle, spec.alt_root, row))
 
 
@@ -99,8 +102,10 @@ def _epoch(stamp: str | None) -> float | None:
 
 
 def fetch_back(handle: DatasetHandle, spec: JobSpec, info: JobInfo,
-               logs: list[str], jobs=None) -> FetchReport:
-    """Copy an alt-dir job's outputs and logs into the dataset, verified."""
-    return fetch_outputs(handle.root, spec.alt_root, spec.output_specs, logs,
+               logs: list[str], jobs=None, outputs=None) -> FetchReport:
+    """Copy an alt-dir job's outputs (`outputs`: the specs to commit,
+    default all) and logs into the dataset, verified."""
+    outputs = spec.output_specs if outputs is None else outputs
+    return fetch_outputs(handle.root, spec.alt_root, outputs, logs,
                          job_end_time=_epoch(info.end_time),
                          jobs=_threads(jobs))
