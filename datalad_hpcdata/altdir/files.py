@@ -165,9 +165,11 @@ def staged_overlaps(a_paths: Iterable[str], b_paths: Iterable[str]) -> list:
 
 # -------------------------------------------------------------- files ---
 
-def hash_fd(fd: int, copy_to: Optional[int] = None) -> tuple[int, str]:
-    """(size, sha256 hex) of what `fd` reads; also written to `copy_to`."""
-    h = hashlib.sha256()
+def hash_fd(fd: int, copy_to: Optional[int] = None,
+            algorithm: str = "sha256") -> tuple[int, str]:
+    """(size, hex digest) of what `fd` reads (hashlib's `algorithm`,
+    SHA-256 by default); also written to `copy_to`."""
+    h = hashlib.new(algorithm)
     n = 0
     while True:
         chunk = os.read(fd, CHUNK)

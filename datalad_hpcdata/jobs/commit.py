@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datalad.log import log_progress
 
 from .. import faults
+from ..dataset.annexkeys import register as register_keys
 from ..dataset.git import (
     ZERO,
     GitError,
@@ -75,6 +76,7 @@ class JobCommit:
     deleted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     commit: str | None = None
+    keys: dict = field(default_factory=dict)   # path -> known annex key
 
 
 def collect(root: str, job: JobCommit, tracked: dict):
@@ -121,18 +123,26 @@ def restore_index(root: str, undo: list[str]) -> None:
 
 
 def stage(root: str, files: list[str], deleted: list[str], annex: bool,
-          scratch_index: str, undo: list | None = None) -> dict:
+          scratch_index: str, undo: list | None = None,
+          keys: dict | None = None) -> dict:
     """Stage present files (annex or git) and deletions in the index.
 
+    Files in `keys` (path -> annex key, their hash known) are annexed
+    under that key without being read again (:mod:`..dataset.annexkeys`).
     Returns path -> (mode, sha) of the staged files; `undo` gets what
     restores the real index's previous entries for these paths."""
     if undo is not None and (files or deleted):
         paths = sorted(set(files) | set(deleted))
         undo.append(index_entries(ls_files_stage(root, paths), paths))
     staged = {}
-    if files:
+    keyed = {f: keys[f] for f in files if f in keys} if annex and keys \
+        else {}
+    rest = [f for f in files if f not in keyed]
+    if rest:
         add = annex_add if annex else git_add
-        staged = add(root, files, scratch_index)
+        staged = add(root, rest, scratch_index)
+    if keyed:
+        staged.update(register_keys(root, keyed, scratch_index + ".keys"))
     # the real index learns exactly these paths (no whole-index rewrite)
     update_index(root, staged, deleted)
     return staged
@@ -150,7 +160,8 @@ def build_commits(root: str, head: str | None, jobs: list[JobCommit],
         collect(root, job, tracked)
     files = sorted({f for j in jobs for f in j.files})
     deleted = sorted({f for j in jobs for f in j.deleted})
-    staged = stage(root, files, deleted, annex, scratch_index, index_undo)
+    staged = stage(root, files, deleted, annex, scratch_index, index_undo,
+                   {f: k for j in jobs for f, k in j.keys.items()})
     faults.point("finish:annex-add")
     tip = head
     tree = head_tree(root, head)
@@ -186,6 +197,7 @@ class Finished:
     logs: list[str] = field(default_factory=list)
     fetched: object = None      # altdir FetchReport for alt-dir jobs
     split: object = None        # tasks.TaskSplit: per-task outputs
+    keys: dict = field(default_factory=dict)   # path -> known annex key
 
     @property
     def outputs(self) -> list[str]:
@@ -253,8 +265,8 @@ def _copy_back(handle: DatasetHandle, item: Finished, jobs) -> dict | None:
     from . import staging
     job, info = item.job, item.info
     try:
-        rep = staging.fetch_back(handle, item.spec, info, item.logs, jobs,
-                                 item.outputs)
+        rep, item.keys = staging.fetch_back(handle, item.spec, info,
+                                            item.logs, jobs, item.outputs)
     except (staging.StagingError, OSError) as e:
         return job_result(handle, job, status="error", state=info.state,
                           message="could not copy outputs back: %s" % e)
@@ -283,7 +295,7 @@ def _commit_locked(handle: DatasetHandle, ready: list[Finished],
             message=format_message(item.job.job_id, tasks.subject_state(
                 item.info.state, item.split), [message, item.spec.message],
                 record),
-            outputs=item.outputs, extra_files=item.logs))
+            outputs=item.outputs, extra_files=item.logs, keys=item.keys))
     by_row = {item.job.row: item for item in ready}
     pid = "hpcdata-finish-%d-%d" % (os.getpid(), id(ready))
     log_progress(lgr.debug, pid, "Committing %d finished jobs", len(commits),

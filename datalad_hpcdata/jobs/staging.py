@@ -23,6 +23,7 @@ from ..altdir import (
     prepare_output_dirs,
     stage_inputs,
 )
+from ..dataset.annexkeys import key_for, plan_keys
 from ..dataset.handle import DatasetHandle
 from ..dataset.paths import expand
 from ..slurm import JobInfo
@@ -102,10 +103,23 @@ def _epoch(stamp: str | None) -> float | None:
 
 
 def fetch_back(handle: DatasetHandle, spec: JobSpec, info: JobInfo,
-               logs: list[str], jobs=None, outputs=None) -> FetchReport:
+               logs: list[str], jobs=None,
+               outputs=None) -> tuple[FetchReport, dict]:
     """Copy an alt-dir job's outputs (`outputs`: the specs to commit,
-    default all) and logs into the dataset, verified."""
+    default all) and logs into the dataset, verified; (the report, path ->
+    annex key of the large files hashed while copying, see
+    :mod:`..dataset.annexkeys`)."""
     outputs = spec.output_specs if outputs is None else outputs
-    return fetch_outputs(handle.root, spec.alt_root, outputs, logs,
-                         job_end_time=_epoch(info.end_time),
-                         jobs=_threads(jobs))
+    plan: dict = {}
+
+    def hashes(sizes: dict) -> dict:
+        plan.update(plan_keys(handle.root, sizes))
+        return {rel: algo for rel, (_, algo) in plan.items()}
+
+    rep = fetch_outputs(handle.root, spec.alt_root, outputs, logs,
+                        job_end_time=_epoch(info.end_time),
+                        jobs=_threads(jobs),
+                        hashes=hashes if handle.annex else None)
+    keys = {rel: key_for(handle.root, plan[rel][0], size, digest, rel)
+            for rel, (size, _, digest) in rep.hashed.items()}
+    return rep, keys
