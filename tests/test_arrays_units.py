@@ -1,0 +1,78 @@
+"""Array task ids and per-task output patterns (no cluster needed)."""
+
+from __future__ import annotations
+
+import pytest
+
+from datalad_hpcdata.jobs.errors import ScheduleError
+from datalad_hpcdata.jobs.tasks import (
+    array_tasks,
+    expand,
+    is_pattern,
+    task_claims,
+    task_override,
+)
+from datalad_hpcdata.slurm.argv import format_array, parse_array
+
+
+@pytest.mark.parametrize("value, tasks, throttle", [
+    ("0-3", [0, 1, 2, 3], None),
+    ("1-9:2", [1, 3, 5, 7, 9], None),
+    ("3,17,999", [3, 17, 999], None),
+    ("1,4-6%2", [1, 4, 5, 6], 2),
+    ("0-999%50", list(range(1000)), 50),
+    ("7", [7], None),
+])
+def test_parse_array(value, tasks, throttle):
+    assert parse_array(value) == (tasks, throttle)
+
+
+@pytest.mark.parametrize("value", ["", "a-b", "5-1", "1-9:0", "1%x", "1;2"])
+def test_parse_array_refuses(value):
+    with pytest.raises(ValueError):
+        parse_array(value)
+
+
+def test_format_array_round_trip():
+    assert format_array([3, 17, 18, 19, 999], 5) == "3,17-19,999%5"
+    assert format_array([2]) == "2"
+    assert parse_array(format_array(range(0, 100, 3), 4)) == (
+        list(range(0, 100, 3)), 4)
+
+
+def test_patterns():
+    assert is_pattern("res/sim-%a") and is_pattern("res/%A/x")
+    assert is_pattern("res/sim-%4a")
+    assert not is_pattern("res/100%%a") and not is_pattern("res/x")
+    assert expand("res/sim-%3a.txt", 7, None) == "res/sim-007.txt"
+    assert expand("res/%A/%a", 2, "55") == "res/55/2"
+    assert expand("res/%A/%a", 2, None) == "res/*/2"
+    assert expand("100%%a-%a", 1, None) == "100%a-1"
+
+
+def test_claims_follow_the_tasks():
+    assert task_claims(["r/s-%a"], [1, 3]) == ["r/s-1", "r/s-3"]
+    assert task_claims(["r/%A_%a.txt"], [1, 3]) == ["r"]
+    with pytest.raises(ScheduleError, match="not an array job"):
+        array_tasks(None, ["r/s-%a"])
+    with pytest.raises(ScheduleError, match="--array"):
+        array_tasks("1-x", ["r/s-%a"])
+
+
+def _record(states, spec="0-4%2"):
+    return {"slurm_job_id": 9, "array_spec": spec, "array_tasks": {
+        str(t): {"state": s} for t, s in states.items()}}
+
+
+def test_task_override():
+    rec = _record({0: "COMPLETED", 1: "TIMEOUT", 2: "COMPLETED",
+                   3: "FAILED", 4: "COMPLETED"})
+    assert task_override(rec, True, None) == "1,3%2"
+    assert task_override(rec, False, "0-2") == "0-2%2"
+    with pytest.raises(ValueError, match="task 7 not in"):
+        task_override(rec, False, "4,7")
+    done = _record({0: "COMPLETED"}, "0")
+    with pytest.raises(ValueError, match="no failed tasks"):
+        task_override(done, True, None)
+    with pytest.raises(ValueError, match="not an array job"):
+        task_override({"slurm_job_id": 3}, True, None)
