@@ -76,3 +76,49 @@ def test_task_override():
         task_override(done, True, None)
     with pytest.raises(ValueError, match="not an array job"):
         task_override({"slurm_job_id": 3}, True, None)
+
+
+# ----------------------------------------- alt-dir: hashed while copied
+@pytest.mark.parametrize("size", [0, 1, (32 << 20) + 3])
+@pytest.mark.parametrize("kernel", [True, False])
+def test_copy_hashed_hashes_the_copy(tmp_path, monkeypatch, size, kernel):
+    import errno
+    import hashlib
+    import os
+
+    from datalad_hpcdata.altdir import files
+    if not kernel:
+        def refuse(*a):
+            raise OSError(errno.EXDEV, "cross-device")
+        monkeypatch.setattr(files.os, "copy_file_range", refuse)
+    data = os.urandom(size)
+    (tmp_path / "src").write_bytes(data)
+    src = os.open(tmp_path / "src", os.O_RDONLY)
+    dst = os.open(tmp_path / "dst", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        got = files.copy_hashed(src, dst, "md5")
+    finally:
+        os.close(src)
+        os.close(dst)
+    assert got == (size, hashlib.md5(data).hexdigest())
+    assert (tmp_path / "dst").read_bytes() == data
+
+
+def test_plan_keys_honours_the_dataset(tmp_path):
+    import datalad.api as dl
+
+    from datalad_hpcdata.dataset.annexkeys import MIN_SIZE, plan_keys
+    plain = dl.create(str(tmp_path / "plain"), result_renderer="disabled")
+    sizes = {"big.bin": MIN_SIZE, "small.txt": 10}
+    assert plan_keys(plain.path, sizes) == {"big.bin": ("MD5E", "md5")}
+    # a largefiles rule is git-annex's to evaluate: git annex add then
+    text = dl.create(str(tmp_path / "text"), cfg_proc="text2git",
+                     result_renderer="disabled")
+    assert plan_keys(text.path, sizes) == {}
+    (tmp_path / "plain" / ".gitattributes").write_text(
+        "* annex.backend=SHA256E\n*.raw annex.backend=BLAKE2B256\n")
+    assert plan_keys(plain.path, dict(sizes, **{"x.raw": MIN_SIZE})) == {
+        "big.bin": ("SHA256E", "sha256")}
+    nogit = dl.create(str(tmp_path / "nogit"), annex=False,
+                      result_renderer="disabled")
+    assert plan_keys(nogit.path, sizes) == {}

@@ -21,6 +21,7 @@ from .files import (
     StagingError,
     check_rel,
     checked_specs,
+    copy_hashed,
     dataset_path,
     failure_reason,
     hash_fd,
@@ -93,10 +94,11 @@ def _fetch_one(task: tuple, ds: str, alt: str,
     """Copy one staged file back; returns its size.
 
     Without `algorithm` the copy is verified by reading it again (SHA-256
-    against the staged file's, read once).  With it the file is hashed
-    once while it is copied (hashlib's `algorithm`, the caller's key) and
-    (size, algorithm, digest) is returned instead: the bytes hashed are
-    the bytes written and fsynced."""
+    against the staged file's, read once).  With it the kernel copies and
+    the copy is hashed while it is made (hashlib's `algorithm`, the
+    caller's key; :func:`.files.copy_hashed`), and (size, algorithm,
+    digest) is returned instead: the hash is of the bytes that landed in
+    the dataset, fsynced."""
     rel, _size = task
     src = staged_path(alt, rel)
     dst = dataset_path(ds, rel)
@@ -121,8 +123,8 @@ def _fetch_one(task: tuple, ds: str, alt: str,
             raise Failed("a directory is in the way in the dataset")
         tfd, tmp = mkstemp(parent)
         try:
-            n, digest = hash_fd(fd, copy_to=tfd,
-                                algorithm=algorithm or "sha256")
+            n, digest = (copy_hashed(fd, tfd, algorithm) if algorithm
+                         else hash_fd(fd, copy_to=tfd))
             os.fsync(tfd)
         finally:
             os.close(tfd)
