@@ -107,17 +107,18 @@ def test_copy_hashed_hashes_the_copy(tmp_path, monkeypatch, size, kernel):
 def test_plan_keys_honours_the_dataset(tmp_path):
     import datalad.api as dl
 
-    from datalad_hpcdata.dataset.annexkeys import MIN_SIZE, plan_keys
+    from datalad_hpcdata.dataset.annexkeys import plan_keys
     plain = dl.create(str(tmp_path / "plain"), result_renderer="disabled")
-    sizes = {"big.bin": MIN_SIZE, "small.txt": 10}
-    assert plan_keys(plain.path, sizes) == {"big.bin": ("MD5E", "md5")}
+    sizes = {"big.bin": 1 << 20, "small.txt": 10, ".gitignore": 3}
+    assert plan_keys(plain.path, sizes) == {"big.bin": ("MD5E", "md5"),
+                                            "small.txt": ("MD5E", "md5")}
     # a largefiles rule is git-annex's to evaluate: git annex add then
     text = dl.create(str(tmp_path / "text"), cfg_proc="text2git",
                      result_renderer="disabled")
     assert plan_keys(text.path, sizes) == {}
     (tmp_path / "plain" / ".gitattributes").write_text(
         "* annex.backend=SHA256E\n*.raw annex.backend=BLAKE2B256\n")
-    assert plan_keys(plain.path, dict(sizes, **{"x.raw": MIN_SIZE})) == {
+    assert plan_keys(plain.path, {"big.bin": 1, "x.raw": 1}) == {
         "big.bin": ("SHA256E", "sha256")}
     nogit = dl.create(str(tmp_path / "nogit"), annex=False,
                       result_renderer="disabled")

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datalad.log import log_progress
 
 from .. import faults
+from ..dataset.annexkeys import hash_files, make_keys
 from ..dataset.annexkeys import register as register_keys
 from ..dataset.git import (
     ZERO,
@@ -128,15 +129,20 @@ def stage(root: str, files: list[str], deleted: list[str], annex: bool,
     """Stage present files (annex or git) and deletions in the index.
 
     Files in `keys` (path -> annex key, their hash known) are annexed
-    under that key without being read again (:mod:`..dataset.annexkeys`).
-    Returns path -> (mode, sha) of the staged files; `undo` gets what
-    restores the real index's previous entries for these paths."""
+    under that key without being read again, the other files that qualify
+    are hashed here and annexed alike, in bulk (:mod:`..dataset.annexkeys`;
+    the rest: ``git annex add``).  Returns path -> (mode, sha) of the
+    staged files; `undo` gets what restores the real index's previous
+    entries for these paths."""
     if undo is not None and (files or deleted):
         paths = sorted(set(files) | set(deleted))
         undo.append(index_entries(ls_files_stage(root, paths), paths))
     staged = {}
-    keyed = {f: keys[f] for f in files if f in keys} if annex and keys \
-        else {}
+    keyed = {}
+    if annex:
+        keyed = {f: keys[f] for f in files if f in (keys or {})}
+        keyed.update(make_keys(root, hash_files(
+            root, [f for f in files if f not in keyed])))
     rest = [f for f in files if f not in keyed]
     if rest:
         add = annex_add if annex else git_add

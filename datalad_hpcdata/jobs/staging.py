@@ -23,7 +23,7 @@ from ..altdir import (
     prepare_output_dirs,
     stage_inputs,
 )
-from ..dataset.annexkeys import key_for, plan_keys
+from ..dataset.annexkeys import make_keys, plan_keys
 from ..dataset.handle import DatasetHandle
 from ..dataset.paths import expand
 from ..slurm import JobInfo
@@ -107,7 +107,7 @@ def fetch_back(handle: DatasetHandle, spec: JobSpec, info: JobInfo,
                outputs=None) -> tuple[FetchReport, dict]:
     """Copy an alt-dir job's outputs (`outputs`: the specs to commit,
     default all) and logs into the dataset, verified; (the report, path ->
-    annex key of the large files hashed while copying, see
+    annex key of the files hashed while copying, see
     :mod:`..dataset.annexkeys`)."""
     outputs = spec.output_specs if outputs is None else outputs
     plan: dict = {}
@@ -120,6 +120,7 @@ def fetch_back(handle: DatasetHandle, spec: JobSpec, info: JobInfo,
                         job_end_time=_epoch(info.end_time),
                         jobs=_threads(jobs),
                         hashes=hashes if handle.annex else None)
-    keys = {rel: key_for(handle.root, plan[rel][0], size, digest, rel)
-            for rel, (size, _, digest) in rep.hashed.items()}
+    keys = make_keys(handle.root, {
+        rel: (plan[rel][0], size, digest)
+        for rel, (size, _, digest) in rep.hashed.items()})
     return rep, keys
