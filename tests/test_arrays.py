@@ -277,7 +277,7 @@ def test_alt_dir_output_annexed_by_known_key(tmp_path, slurm, monkeypatch):
     md5 = hashlib.md5(big.read_bytes()).hexdigest()
     key = "MD5E-s3000000--%s.tar.gz" % md5    # datalad's backend: MD5E
     assert registered["out/big.tar.gz"] == key
-    assert sorted(registered) == ["out/big.tar.gz", "out/small.txt"]
+    assert {"out/big.tar.gz", "out/small.txt"} <= set(registered)
     assert git(ds, "annex", "lookupkey", "out/big.tar.gz").strip() == key
     assert sorted(tracked(ds, "out")) == ["out/big.tar.gz", "out/small.txt"]
     fsck = subprocess.run(["git", "annex", "fsck", "--json", "out"],

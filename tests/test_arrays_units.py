@@ -123,3 +123,31 @@ def test_plan_keys_honours_the_dataset(tmp_path):
     nogit = dl.create(str(tmp_path / "nogit"), annex=False,
                       result_renderer="disabled")
     assert plan_keys(nogit.path, sizes) == {}
+
+
+def test_plan_reads_the_array_from_the_script(tmp_path):
+    """#SBATCH --array in the script counts; the command line wins."""
+    import datalad.api as dl
+
+    from datalad_hpcdata.dataset.handle import DatasetHandle
+    from datalad_hpcdata.jobs.schedule import plan
+    ds = dl.create(str(tmp_path / "ds"), result_renderer="disabled")
+    (tmp_path / "ds" / "arr.sh").write_text(
+        "#!/bin/sh\n#SBATCH --job-name=x\n#SBATCH --array=2-8:3%2\ntrue\n")
+    ds.save(result_renderer="disabled")
+    handle = DatasetHandle(ds)
+    spec = plan(handle, "sbatch arr.sh {outputs}", ds.path,
+                outputs=["r/s-%a"])
+    assert spec.tasks == [2, 5, 8] and spec.array_spec == "2-8:3%2"
+    assert spec.claims == ["r/s-2", "r/s-5", "r/s-8"]
+    assert spec.outputs == ["r/s-%a"]
+    assert spec.cmd_expanded == "sbatch arr.sh r/s-%a"
+    spec = plan(handle, "sbatch --arr 0,1 arr.sh", ds.path,
+                outputs=["r/s-%a", "r/all.txt"])
+    assert spec.tasks == [0, 1]
+    assert spec.claims == ["r/all.txt", "r/s-0", "r/s-1"]
+    # re-running some tasks: --array is given after the user's options
+    spec = plan(handle, "sbatch -J y arr.sh", ds.path, outputs=["r/s-%a"],
+                array="5%2")
+    assert spec.argv[:4] == ["sbatch", "-J", "y", "--array=5%2"]
+    assert spec.tasks == [5] and spec.array_override == "5%2"

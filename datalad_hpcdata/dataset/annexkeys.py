@@ -37,7 +37,7 @@ import stat
 
 from ..runner import run
 from .git import GitError, git
-from .scratch import annex_command, git_add
+from .scratch import _KeysDbOnScratch, annex_command, git_add, no_split_env
 
 #: backend -> hashlib name; anything else goes through ``git annex add``
 HASHES = {"MD5": "md5", "SHA1": "sha1", "SHA256": "sha256",
@@ -52,14 +52,22 @@ def _attrs(root: str, paths: list[str]) -> dict:
     out: dict = {p: {} for p in paths}
     if not paths:
         return out
+    # the worktree's .gitattributes, as git annex add on a scratch index
+    # reads them; the real index is not read (nor its shared part)
     proc = git(root, "check-attr", "-z", "--stdin", "annex.backend",
-               "annex.largefiles", input="\0".join(paths) + "\0")
+               "annex.largefiles", input="\0".join(paths) + "\0",
+               env={"GIT_INDEX_FILE": _no_index(root)})
     fields = proc.stdout.split("\0")
     for i in range(0, len(fields) - 2, 3):
         path, attr, value = fields[i:i + 3]
         if value not in ("unspecified", "unset") and path in out:
             out[path][attr] = value
     return out
+
+
+def _no_index(root: str) -> str:
+    """An index file that does not exist (git reads no index then)."""
+    return os.path.join(root, ".git", "datalad-hpcdata", "no.index")
 
 
 def _config(root: str) -> dict:
@@ -141,13 +149,10 @@ def make_keys(root: str, hashed: dict) -> dict:
             out[path] = key
         else:
             by_backend.setdefault(backend, []).append((path, key))
-    prefix, extra = annex_command()
     for backend, items in by_backend.items():
-        proc = run(list(prefix) + ["examinekey", "--batch",
-                                   "--migrate-to-backend", backend,
-                                   "--format", "${key}\n"],
-                   cwd=root, env=dict(extra), check=True, error=GitError,
-                   input="".join("%s %s\n" % (k, p) for p, k in items))
+        proc = _annex(root, ["examinekey", "--batch", "--migrate-to-backend",
+                             backend, "--format", "${key}\n"],
+                      "".join("%s %s\n" % (k, p) for p, k in items))
         keys = proc.stdout.splitlines()
         if len(keys) != len(items):
             raise GitError("git annex examinekey gave %d keys for %d files"
@@ -156,13 +161,24 @@ def make_keys(root: str, hashed: dict) -> dict:
     return out
 
 
+def _annex(root: str, args: list[str], input: str):
+    """Run git-annex plumbing on a scratch index that does not exist: git
+    and git-annex then neither refresh nor rewrite the real index (nor
+    touch its shared part), and the keys database is not diffed against
+    it (see :mod:`.scratch`)."""
+    prefix, extra = annex_command()
+    env = dict(extra, **no_split_env())
+    env["GIT_INDEX_FILE"] = _no_index(root)
+    with _KeysDbOnScratch(root):
+        return run(list(prefix) + args, cwd=root, env=env, check=True,
+                   error=GitError, input=input)
+
+
 def _object_dirs(root: str, keys: list[str]) -> dict:
     """key -> its directory in the annex, relative to the repository."""
-    prefix, extra = annex_command()
-    proc = run(list(prefix) + ["examinekey", "--batch", "--format",
-                               "${hashdirmixed}\n"], cwd=root,
-               env=dict(extra), check=True, error=GitError,
-               input="".join(k + "\n" for k in keys))
+    proc = _annex(root, ["examinekey", "--batch", "--format",
+                         "${hashdirmixed}\n"],
+                  "".join(k + "\n" for k in keys))
     dirs = proc.stdout.splitlines()
     if len(dirs) != len(keys):
         raise GitError("git annex examinekey gave %d paths for %d keys"
@@ -195,9 +211,7 @@ def register(root: str, keys: dict, index: str) -> dict:
             _freeze(obj)
             _freeze(objdir)
         os.symlink(os.path.relpath(obj, os.path.dirname(full)), full)
-    prefix, extra = annex_command()
-    run(list(prefix) + ["setpresentkey", "--batch"], cwd=root,
-        env=dict(extra), check=True, error=GitError,
-        input="".join("%s %s 1\n" % (k, uuid)
-                      for k in sorted(set(keys.values()))))
+    _annex(root, ["setpresentkey", "--batch"],
+           "".join("%s %s 1\n" % (k, uuid)
+                   for k in sorted(set(keys.values()))))
     return git_add(root, sorted(keys), index)
