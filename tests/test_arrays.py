@@ -178,6 +178,11 @@ def test_steps_failed_task_and_reschedule(tmp_path, slurm, monkeypatch):
         "res/sim-%d" % t for t in (1, 3, 5, 7, 9)]
     assert git(ds, "status", "--porcelain", "res") == ""
 
+    # --script: the re-run's sbatch line carries the tasks
+    script = tmp_path / "rerun.sh"
+    res = dl.slurm_reschedule(partial, dataset=ds, failed_tasks=partial,
+                              script=str(script), **KW)
+    assert "--array=3 code/task.sh" in script.read_text()
     # --tasks: only tasks of the recorded array
     res = dl.slurm_reschedule(partial, dataset=ds, tasks="2,3", **KW)
     r = one(res, action="slurm-reschedule")

@@ -21,6 +21,7 @@ from datalad.interface.results import get_status_dict
 
 from ..dataset.git import rev_parse
 from ..dataset.handle import DatasetHandle
+from ..slurm.argv import with_option
 from .affected import AffectedError, PathIndex, changed_paths, check_paths
 from .affected import select as select_affected
 from .container import ContainerError
@@ -234,5 +235,10 @@ def _script_line(spec: JobSpec) -> str:
         argv += ["-i", i]
     for o in spec.outputs:
         argv += ["-o", o]
-    argv += ["--", spec.cmd]
+    cmd = spec.cmd
+    if spec.array_override:
+        # some tasks only: the --array goes into the submission itself
+        cmd = shlex.join(with_option(shlex.split(cmd),
+                                     "--array=%s" % spec.array_override))
+    argv += ["--", cmd]
     return "(cd %s && %s)\n" % (shlex.quote(spec.pwd), shlex.join(argv))
