@@ -6,10 +6,12 @@ Steps (all under the repository lock):
 1. collect each job's files: declared outputs (globs expanded, directories
    walked) and Slurm logs, plus tracked files below its outputs that are
    gone (deletions);
-2. stage them all at once: one ``git annex add --batch`` into a scratch
-   index holding only these files (honours ``annex.largefiles``; small
-   files go to git), then one ``git update-index --index-info`` tells the
-   real index about exactly these paths; ``git update-index`` directly for
+2. stage them all at once: the files the dataset would annex anyway are
+   annexed by keys hashed here (or while an alt-dir copy-back copied them),
+   in bulk (:mod:`..dataset.annexkeys`), the others with one ``git annex
+   add --batch`` (honours ``annex.largefiles``; small files go to git),
+   each into a scratch index holding only these files; then the real index
+   learns about exactly these paths; ``git update-index`` directly for
    repositories without an annex;
 3. build one commit per job on top of the previous one with index-free tree
    edits (only the declared paths are read or written);
