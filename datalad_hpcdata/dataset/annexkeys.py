@@ -45,6 +45,8 @@ HASHES = {"MD5": "md5", "SHA1": "sha1", "SHA256": "sha256",
 DEFAULT_BACKEND = "SHA256E"
 CHUNK = 4 << 20
 FALSE = ("false", "no", "0", "off")
+#: key -> git-annex's hash directory for it (a function of the key alone)
+_HASHDIRS: dict = {}
 
 
 def _attrs(root: str, paths: list[str]) -> dict:
@@ -151,13 +153,15 @@ def make_keys(root: str, hashed: dict) -> dict:
             by_backend.setdefault(backend, []).append((path, key))
     for backend, items in by_backend.items():
         proc = _annex(root, ["examinekey", "--batch", "--migrate-to-backend",
-                             backend, "--format", "${key}\n"],
+                             backend, "--format", "${key} ${hashdirmixed}\n"],
                       "".join("%s %s\n" % (k, p) for p, k in items))
-        keys = proc.stdout.splitlines()
-        if len(keys) != len(items):
+        lines = [line.split(" ") for line in proc.stdout.splitlines()]
+        if len(lines) != len(items) or any(len(x) != 2 for x in lines):
             raise GitError("git annex examinekey gave %d keys for %d files"
-                           % (len(keys), len(items)))
-        out.update((p, k) for (p, _), k in zip(items, keys))
+                           % (len(lines), len(items)))
+        for (path, _), (key, hashdir) in zip(items, lines):
+            out[path] = key
+            _HASHDIRS[key] = hashdir
     return out
 
 
@@ -175,16 +179,20 @@ def _annex(root: str, args: list[str], input: str):
 
 
 def _object_dirs(root: str, keys: list[str]) -> dict:
-    """key -> its directory in the annex, relative to the repository."""
-    proc = _annex(root, ["examinekey", "--batch", "--format",
-                         "${hashdirmixed}\n"],
-                  "".join(k + "\n" for k in keys))
-    dirs = proc.stdout.splitlines()
-    if len(dirs) != len(keys):
-        raise GitError("git annex examinekey gave %d paths for %d keys"
-                       % (len(dirs), len(keys)))
-    return {k: os.path.join(".git", "annex", "objects", d, k)
-            for k, d in zip(keys, dirs)}
+    """key -> its directory in the annex, relative to the repository
+    (asked of git-annex for keys :func:`make_keys` did not see)."""
+    ask = [k for k in keys if k not in _HASHDIRS]
+    if ask:
+        proc = _annex(root, ["examinekey", "--batch", "--format",
+                             "${hashdirmixed}\n"],
+                      "".join(k + "\n" for k in ask))
+        dirs = proc.stdout.splitlines()
+        if len(dirs) != len(ask):
+            raise GitError("git annex examinekey gave %d paths for %d keys"
+                           % (len(dirs), len(ask)))
+        _HASHDIRS.update(zip(ask, dirs))
+    return {k: os.path.join(".git", "annex", "objects", _HASHDIRS[k], k)
+            for k in keys}
 
 
 def _freeze(path: str) -> None:
