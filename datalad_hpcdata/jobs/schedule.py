@@ -19,7 +19,7 @@ from datalad.interface.results import get_status_dict
 from datalad.support.globbedpaths import GlobbedPaths
 
 from .. import faults
-from ..dataset.git import rev_parse
+from ..dataset.git import head_commit
 from ..dataset.handle import DatasetHandle
 from ..dataset.jobstore import ConflictError
 from ..dataset.lock import repository_lock
@@ -288,7 +288,7 @@ def schedule(handle: DatasetHandle, spec: JobSpec, jobs=None,
     except (ValueError, SlurmError) as e:
         yield get_status_dict(status="error", message=str(e), **res)
         return
-    head = rev_parse(handle.root, "HEAD")
+    head = head_commit(handle.root, handle.git_dir)   # no git process
     token = new_token()
     try:
         row = _claim(handle, spec, dict(spec.to_dict(), submit_token=token),
