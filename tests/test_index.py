@@ -281,7 +281,9 @@ def test_cases_left_to_git(tmp_path, setup):
         git(root, "status", "--porcelain")
     elif setup == "hook":
         hook = root / ".git" / "hooks" / "post-index-change"
-        hook.write_text("#!/bin/sh\necho ran >> \"$GIT_DIR/hook-ran\"\n")
+        # git runs the hook without GIT_DIR set: ask git where it is
+        hook.write_text("#!/bin/sh\necho ran >> \"$(git rev-parse "
+                        "--absolute-git-dir)/hook-ran\"\n")
         hook.chmod(0o755)
     elif setup in ("dir-to-file", "file-to-dir", "deletion"):
         # a committed output to change

@@ -8,6 +8,9 @@
   cost and our overhead over bare ``sbatch``; rounds interleaved, medians.
   The Slurm calls per job are counted in a separate small run (logging
   shims on ``PATH`` would slow the timed runs).
+* ``array`` and ``altdir``: see tools/bench_arrays.py (a 1,000-task
+  array with per-task outputs: schedule, finish, reschedule of 10 failed
+  tasks; the alt-dir finish of one 2 GiB output vs ``cp`` + hash).
 * ``wait``: M jobs (default 200, 0-2 s each) scheduled with
   ``--jobs-from``, then ONE ``datalad slurm-finish --wait`` with the default
   poll interval; the Slurm calls it made (logging shims on ``PATH``),
@@ -37,6 +40,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import bench_arrays
+from campaign_report import report
+
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DATALAD = str(BIN / "datalad")
@@ -45,8 +51,11 @@ sleep "${2:-0}"
 mkdir -p "$(dirname "$1")"
 echo "job ${SLURM_JOB_ID:-none}" > "$1"
 """
-FULL = dict(jobs=1000, rounds=3, loop=50, calls=20, wait=200)
-QUICK = dict(jobs=20, rounds=1, loop=3, calls=5, wait=6)
+FULL = dict(jobs=1000, rounds=3, loop=50, calls=20, wait=200, array=1000,
+            array_failed=10, altdir_bytes=2 << 30)
+QUICK = dict(jobs=20, rounds=1, loop=3, calls=5, wait=6, array=20,
+             array_failed=3, altdir_bytes=8 << 20)
+PHASES = ("jobs-from", "wait", "array", "altdir")
 SUBMITTED: set[str] = set()
 T0 = time.monotonic()
 
@@ -256,103 +265,45 @@ def bench_wait(tmp: Path, cfg: dict) -> dict:
         fixed_5s_polls=int(took // 5) + 1, summary=summary.get("message"))
 
 
-def report(res: dict, out: Path) -> None:
-    jf, w = res["jobs_from"], res["wait"]
-    ms = 1000
-    lines = [
-        "# Campaign benchmarks (tools/bench_campaign.py)", "",
-        "One run on the local single-node Slurm 22.05 cluster (host %s, %s "
-        "CPUs, Python %s, load %s at the start), commit `%s`." % (
-            res["machine"]["host"], res["machine"]["cpus"],
-            res["machine"]["python"],
-            " ".join("%.1f" % x for x in res["machine"]["load"]),
-            res["head"][:10]), "",
-        "## %d jobs from `--jobs-from` in one call" % jf["jobs"], "",
-        "Held jobs (`sbatch --hold`, cancelled right after), %d rounds "
-        "interleaved, medians of the per-job cost." % len(jf["bare"]), "",
-        "| how | per job (ms) | rounds (ms) |", "|---|---:|---|",
-        "| bare `sbatch` loop | %.1f | %s |" % (
-            jf["bare_median"] * ms,
-            ", ".join("%.1f" % (x * ms) for x in jf["bare"])),
-        "| one `datalad slurm-schedule --jobs-from` | %.1f | %s |" % (
-            jf["ours_median"] * ms,
-            ", ".join("%.1f" % (x * ms) for x in jf["ours"])),
-        "| loop of `datalad slurm-schedule` (%d jobs) | %.1f | %s |" % (
-            jf["loop_jobs"], jf["loop_median"] * ms,
-            ", ".join("%.1f" % (x * ms) for x in jf["loop"])), "",
-        "Overhead of `--jobs-from` over bare `sbatch`: **%.1f ms per job** "
-        "(target <= 25 ms). Slurm calls per job: %s. Jobs not submitted "
-        "(Slurm refused or timed out): %s." % (
-            jf["overhead_median"] * ms, ", ".join(
-                "%s %.2f" % kv for kv in sorted(jf["calls_per_job"].items())),
-            ", ".join("%d" % x["count"] for x in jf["not_submitted"])),
-        "", "## `slurm-finish --wait` on %d jobs" % w["jobs"], "",
-        "Jobs of 0, 1 or 2 s, scheduled with `--jobs-from`, then one "
-        "`datalad slurm-finish --wait` (default poll interval 5:180 s).", "",
-        "| figure | value |", "|---|---:|",
-        "| wall time of `--wait` | %.1f s |" % w["wall"],
-        "| exit status | %d |" % w["exit"],
-        "| polls (one batched query each) | %s |" % w["polls"],
-        "| Slurm calls | %s |" % ", ".join(
-            "%s %d" % kv for kv in sorted(w["calls"].items())),
-        "| a fixed 5 s poller would have polled | %d times |"
-        % w["fixed_5s_polls"],
-        "| commits made / jobs | %d / %d |" % (w["commits"], w["jobs"]),
-        "| job end -> its commit, median / max | %.1f / %.1f s |" % (
-            w["lag_median"] or 0, w["lag_max"] or 0), "",
-        "Summary record: %s" % w["summary"]]
-    (out / "campaign.md").write_text("\n".join(lines) + "\n")
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log("matplotlib missing: no campaign.png")
-        return
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
-    names = ["bare sbatch", "--jobs-from", "loop of CLI"]
-    vals = [jf[k + "_median"] * ms for k in ("bare", "ours", "loop")]
-    a1.bar(names, vals, color=["grey", "tab:blue", "tab:orange"])
-    a1.set_yscale("log")
-    a1.set_ylabel("ms per job (median, log scale)")
-    a1.set_title("%d jobs in one call" % jf["jobs"])
-    for i, v in enumerate(vals):
-        a1.text(i, v, "%.0f" % v, ha="center", va="bottom")
-    a2.step(w["ends"], range(1, len(w["ends"]) + 1), where="post",
-            label="jobs ended")
-    a2.step(w["commits_at"], range(1, len(w["commits_at"]) + 1),
-            where="post", label="jobs committed")
-    a2.set_xlabel("seconds since slurm-finish --wait started")
-    a2.set_ylabel("jobs")
-    a2.set_title("--wait on %d jobs: %s polls, %s Slurm calls" % (
-        w["jobs"], w["polls"], sum(w["calls"].values())))
-    a2.legend()
-    fig.tight_layout()
-    fig.savefig(out / "campaign.png", dpi=110)
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks")
     ap.add_argument("--report", type=Path,
                     help="only redo campaign.md/png from this JSON")
+    ap.add_argument("--phases", default=",".join(PHASES),
+                    help="comma list of %s (default: all)" % ", ".join(
+                        PHASES))
     args = ap.parse_args()
     if args.report:
         report(json.loads(args.report.read_text()), args.out)
         return 0
     cfg = QUICK if args.quick else FULL
     tmp = Path(tempfile.mkdtemp(prefix="hpcdata-campaign-"))
-    res = dict(config=cfg, head=sh(["git", "rev-parse", "HEAD"],
-                                   cwd=REPO).stdout.strip(),
+    phases = [p for p in args.phases.split(",") if p]
+    res = dict(config=cfg, quick=args.quick, phases=phases,
+               head=sh(["git", "rev-parse", "HEAD"],
+                       cwd=REPO).stdout.strip(),
                machine=dict(host=platform.node(), cpus=os.cpu_count(),
                             python=platform.python_version(),
                             load=os.getloadavg()))
+    me = sys.modules[__name__]
+    steps = {"jobs-from": ("jobs_from", lambda: bench_jobs_from(tmp, cfg)),
+             "wait": ("wait", lambda: bench_wait(tmp, cfg)),
+             "array": ("array", lambda: bench_arrays.bench_array(me, tmp,
+                                                                 cfg)),
+             "altdir": ("altdir", lambda: bench_arrays.bench_altdir(
+                 me, tmp, cfg))}
     try:
-        res["jobs_from"] = bench_jobs_from(tmp, cfg)
-        res["wait"] = bench_wait(tmp, cfg)
+        for phase in phases:
+            key, fn = steps[phase]
+            log("phase %s" % phase)
+            res[key] = fn()
+            log("%s: %s" % (phase, json.dumps(res[key])[:600]))
     finally:
         cancel(SUBMITTED)
+        res["machine"]["load_end"] = os.getloadavg()
+        shutil.rmtree(tmp, ignore_errors=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "campaign.json").write_text(json.dumps(res, indent=1))
     report(res, args.out)

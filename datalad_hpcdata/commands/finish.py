@@ -79,7 +79,8 @@ class SlurmFinish(Interface):
         commit_failed_jobs=Parameter(
             args=("--commit-failed-jobs",), action="store_true",
             doc="""commit the outputs of failed jobs too, with the final
-            state in the commit subject."""),
+            state in the commit subject (for arrays with per-task outputs:
+            the failed tasks' too, marked in the record)."""),
         keep_alt_dir=Parameter(
             args=("--keep-alt-dir",), action="store_true",
             doc="""keep the staged files of alt-dir jobs after their outputs

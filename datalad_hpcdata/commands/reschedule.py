@@ -40,6 +40,9 @@ class SlurmReschedule(Interface):
         dict(text="Resubmit every recorded job since a tag",
              code_cmd="datalad slurm-reschedule --since v1.0",
              code_py="slurm_reschedule(since='v1.0')"),
+        dict(text="Run the failed tasks of the array recorded in HEAD again",
+             code_cmd="datalad slurm-reschedule --failed-tasks HEAD",
+             code_py="slurm_reschedule(failed_tasks='HEAD')"),
         dict(text="Show what a fix of code/sim.py makes run again",
              code_cmd="datalad slurm-reschedule --report "
                       "--affected-by code/sim.py",
@@ -89,6 +92,19 @@ class SlurmReschedule(Interface):
             doc="""write the slurm-schedule commands to FILE ('-' for
             stdout) instead of submitting.""",
             constraints=EnsureStr() | EnsureNone()),
+        failed_tasks=Parameter(
+            args=("--failed-tasks",), metavar="REV",
+            doc="""resubmit only the tasks of the array job recorded in REV
+            that did not complete, as an array of just those task ids
+            (``--array=3,17,999``, the recorded ``%%`` throttle kept);
+            finishing it commits those tasks' outputs with a record whose
+            chain ends with REV.""",
+            constraints=EnsureStr() | EnsureNone()),
+        tasks=Parameter(
+            args=("--tasks",), metavar="LIST",
+            doc="""resubmit only these tasks (an --array list: ``3,17``,
+            ``1-9:2``) of the array job recorded in REVISION.""",
+            constraints=EnsureStr() | EnsureNone()),
         with_failed_jobs=Parameter(
             args=("--with-failed-jobs",), action="store_true",
             doc="""also resubmit records of jobs that did not complete."""),
@@ -107,7 +123,7 @@ class SlurmReschedule(Interface):
                  affected_by_commit=None, dataset=None, message=None,
                  report=False, script=None, with_failed_jobs=False,
                  assume_ready=None, alt_dir=None, no_alt_dir=False,
-                 jobs=None):
+                 jobs=None, failed_tasks=None, tasks=None):
         # the workflow is imported here, not when DataLad builds the parser
         from datalad.core.local.run import get_command_pwds
 
@@ -123,6 +139,7 @@ class SlurmReschedule(Interface):
             with_failed=with_failed_jobs, assume_ready=assume_ready,
             alt_dir=alt_dir, no_alt_dir=no_alt_dir, jobs=jobs,
             affected_by=affected_by, affected_by_commit=affected_by_commit,
+            failed_tasks=failed_tasks, tasks=tasks,
             pwd=job_pwd(handle, get_command_pwds(dataset)[0]))
 
     custom_result_renderer = staticmethod(render_result)

@@ -83,7 +83,10 @@ class SlurmSchedule(Interface):
             action="append",
             doc="""(required) a file or directory the job writes (globs
             claim their literal leading directory). Only declared outputs
-            and the job's Slurm logs are committed by slurm-finish.
+            and the job's Slurm logs are committed by slurm-finish. For an
+            array job, %%a (the task id) and %%A (the array's job id) make
+            an output per task ('results/sim-%%a'): each task's outputs
+            are committed when it completed, the failed ones' are not.
             [CMD: This option can be given more than once. CMD]"""),
         expand=_run["expand"],
         assume_ready=_run["assume_ready"],

@@ -6,7 +6,6 @@ job by its state class and reports, closes or hands it on.
 
 from __future__ import annotations
 
-import re
 import time
 
 from datalad.interface.results import get_status_dict
@@ -16,6 +15,7 @@ from ..dataset.handle import DatasetHandle
 from ..dataset.jobstore import Job
 from ..dataset.lock import repository_lock
 from ..slurm import JobInfo, SlurmError
+from ..slurm.argv import parse_array
 from ..slurm.states import ACTIVE, COMPLETED, FAILED, UNKNOWN
 from . import submissions
 from .cluster import elsewhere
@@ -23,6 +23,7 @@ from .order import Flow, commit_in_order, report_blocked
 from .recovery import clean_staged, close_pending
 from .results import FINISH, job_result, lgr
 from .spec import JobSpec
+from .tasks import split_tasks
 
 # a job Slurm does not know is only "unknown" after this long; before,
 # it is a fresh submission accounting has not seen yet
@@ -33,17 +34,10 @@ def array_size(spec: str | None) -> int | None:
     """Number of tasks of an --array spec ('1-7:2,10%2' -> 5)."""
     if not spec:
         return None
-    spec = spec.split("%")[0]
-    total = 0
-    for part in spec.split(","):
-        m = re.fullmatch(r"(\d+)(?:-(\d+)(?::(\d+))?)?", part.strip())
-        if not m:
-            return None
-        lo = int(m.group(1))
-        hi = int(m.group(2)) if m.group(2) else lo
-        step = int(m.group(3)) if m.group(3) else 1
-        total += len(range(lo, hi + 1, step))
-    return total
+    try:
+        return len(parse_array(spec)[0])
+    except ValueError:
+        return None
 
 
 def recover_pending(handle: DatasetHandle, jobs: list[Job],
@@ -189,13 +183,16 @@ def _decide_all(handle: DatasetHandle, live: list[Job], infos: dict,
         res = _decide(handle, job, spec, info, now, close_failed,
                       commit_failed)
         if res is None:
-            to_commit.append((job, spec, info))
+            to_commit.append(dict(
+                job=job, spec=spec, info=info,
+                split=split_tasks(info, commit_failed)
+                if spec.tasks and info.tasks else None))
         else:
             yield flow.annotate(job, res)
     if to_commit:
         # committing imports what listing never needs (start-up cost)
         from .commit import Finished, commit_finished
-        to_commit = [Finished(*t) for t in to_commit]
+        to_commit = [Finished(**t) for t in to_commit]
         yield from commit_in_order(
             handle, flow, to_commit, lambda batch: commit_finished(
                 handle, batch, message, keep_alt_dir, jobs))
@@ -234,7 +231,7 @@ def _decide(handle: DatasetHandle, job: Job, spec: JobSpec,
             commit_failed: bool) -> dict | None:
     """What to do with one open job: a result record, or None to commit."""
     klass = info.state_class if info else UNKNOWN
-    expected = array_size(spec.array)
+    expected = len(spec.tasks) or array_size(spec.array)
     if info is not None and expected and klass != ACTIVE and \
             len([t for t in info.tasks if t.isdigit()]) < expected:
         # accounting has not split the array into its tasks yet
@@ -262,6 +259,11 @@ def _decide(handle: DatasetHandle, job: Job, spec: JobSpec,
     state = info.state if info else "UNKNOWN"
     exit_code = info.exit_code if info else None
     if commit_failed and info is not None:
+        return None
+    if spec.tasks and info is not None and \
+            split_tasks(info, False).completed:
+        # per-task outputs: the completed tasks are committed, the failed
+        # ones reported (jobs/tasks.py)
         return None
     if close_failed or (commit_failed and info is None):
         if not handle.store.abandon(job.row, "closed as %s by slurm-finish"

@@ -16,6 +16,7 @@ from ..dataset.worktree import missing_content, prepare_outputs, restore
 from . import dataflow, submissions
 from .errors import ScheduleError
 from .spec import JobSpec
+from .tasks import output_specs
 
 lgr = logging.getLogger("datalad.hpcdata.schedule")
 
@@ -63,7 +64,7 @@ class _Prepared:
             self.staged = staging.stage_job(self.handle, self.spec, jobs)
         elif not _assumed(self.spec.assume_ready, "outputs"):
             self.actions = prepare_outputs(self.handle.root,
-                                           self.spec.output_specs)
+                                           output_specs(self.spec))
         submissions.note_prepared(self.handle, self.row, self.actions)
         faults.point("schedule:prepare")
 

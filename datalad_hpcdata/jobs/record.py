@@ -29,6 +29,7 @@ from ..dataset.paths import relative_to_pwd
 from ..slurm import JobInfo
 from .container import record_entry
 from .spec import JobSpec
+from .tasks import record_keys
 
 MARKER = "[DATALAD SLURM RUN]"
 BELOW = "=== Do not change lines below ==="
@@ -122,6 +123,7 @@ def normalize_record(record: dict) -> dict:
         "from_peer": from_peer,
         "dsid": record.get("dsid"),
         "container": record.get("container") or None,
+        "array_override": record.get("array_override") or None,
     }
 
 
@@ -138,7 +140,7 @@ def _task_key(task: str):
 
 
 def build_record(dsid: str, job: Job, spec: JobSpec, info: JobInfo,
-                 logs: list[str]) -> dict:
+                 logs: list[str], split=None) -> dict:
     """The run record of a finished job (a superset of datalad run's)."""
     rel_pwd = spec.pwd
     rec = {
@@ -181,4 +183,5 @@ def build_record(dsid: str, job: Job, spec: JobSpec, info: JobInfo,
                 "slurm_job_id": i.job_id}
             for t, i in sorted(info.tasks.items(),
                                key=lambda kv: _task_key(kv[0]))}
+        rec.update(record_keys(spec, info, split))
     return rec

@@ -21,6 +21,7 @@ from datalad.interface.results import get_status_dict
 
 from ..dataset.git import rev_parse
 from ..dataset.handle import DatasetHandle
+from ..slurm.argv import with_option
 from .affected import AffectedError, PathIndex, changed_paths, check_paths
 from .affected import select as select_affected
 from .container import ContainerError
@@ -29,6 +30,7 @@ from .history import Recorded, RevisionError, read_history, read_one
 from .record import MARKER, RecordError
 from .schedule import ScheduleError, plan, schedule
 from .spec import JobSpec
+from .tasks import task_override
 
 lgr = logging.getLogger("datalad.hpcdata.reschedule")
 
@@ -93,30 +95,45 @@ def reschedule(handle: DatasetHandle, revision: str = "HEAD",
                alt_dir: str | None = None, no_alt_dir: bool = False,
                jobs=None, affected_by=None,
                affected_by_commit: str | None = None,
-               pwd: str | None = None):
+               pwd: str | None = None, failed_tasks: str | None = None,
+               tasks: str | None = None):
+    """`failed_tasks` (a revision) or `tasks` (an --array list, with
+    `revision`): re-run only these tasks of the recorded array."""
     ds = handle.ds
     res = dict(action=ACTION, ds=ds, path=ds.path, type="dataset",
                logger=lgr)
+    if failed_tasks or tasks:
+        if since is not None or affected_by or affected_by_commit:
+            yield get_status_dict(
+                status="impossible", message="--failed-tasks and --tasks "
+                "pick tasks of one recorded array job; they cannot be "
+                "combined with --since or --affected-by", **res)
+            return
+        revision = failed_tasks or revision
     try:
         records = select_records(handle, revision, since, affected_by,
                                  affected_by_commit, pwd)
-    except (RevisionError, RecordError, AffectedError) as e:
+        array = (task_override(records[0].record, bool(failed_tasks), tasks)
+                 if failed_tasks or tasks else None)
+    except (RevisionError, RecordError, AffectedError, ValueError) as e:
         yield get_status_dict(status="impossible", message=str(e), **res)
         return
     call = _Call(report, script)
     for rec in records:
         yield from _resubmit(handle, rec, call, res, message, with_failed,
-                             assume_ready, alt_dir, no_alt_dir, jobs)
+                             assume_ready, alt_dir, no_alt_dir, jobs,
+                             array or rec.norm.get("array_override"))
     if script is not None:
         yield from _write_script(call.script_lines, script)
 
 
 def _resubmit(handle: DatasetHandle, rec: Recorded, call: _Call, res: dict,
               message, with_failed, assume_ready, alt_dir, no_alt_dir,
-              jobs):
+              jobs, array=None):
     norm, sha = rec.norm, rec.sha
     state = rec.state
-    if state != "COMPLETED" and not with_failed:
+    picked = array and array != norm.get("array_override")
+    if state != "COMPLETED" and not with_failed and not picked:
         call.skip(rec)
         yield get_status_dict(
             status="notneeded", commit=sha, state=state,
@@ -136,7 +153,8 @@ def _resubmit(handle: DatasetHandle, rec: Recorded, call: _Call, res: dict,
         return
     job_alt = None if no_alt_dir else (alt_dir or norm["alt_dir"])
     msg = message if message is not None else _body_message(rec.body)
-    note = "Re-submission of job %s." % rec.job_id
+    note = ("Re-submission of tasks %s of job %s." % (array, rec.job_id)
+            if picked else "Re-submission of job %s." % rec.job_id)
     msg = "%s\n\n%s" % (msg, note) if msg else note
     pwd_abs = os.path.join(handle.root, norm["pwd"])
     planning = call.report or call.script is not None
@@ -147,7 +165,7 @@ def _resubmit(handle: DatasetHandle, rec: Recorded, call: _Call, res: dict,
                     chain=norm["chain"] + [sha], alt_dir=job_alt,
                     assume_ready=assume_ready,
                     container=norm.get("container"),
-                    planned=call.planned if planning else ())
+                    planned=call.planned if planning else (), array=array)
     except (ScheduleError, ContainerError) as e:
         call.skip(rec)
         yield get_status_dict(status="impossible", commit=sha,
@@ -202,7 +220,8 @@ def _write_script(lines: list[str], script: str):
 
 def _body_message(body):
     lines = [line for line in body.splitlines()
-             if not line.startswith("Re-submission of job")]
+             if not line.startswith(("Re-submission of job",
+                                     "Re-submission of tasks"))]
     return "\n".join(lines).strip() or None
 
 
@@ -216,5 +235,10 @@ def _script_line(spec: JobSpec) -> str:
         argv += ["-i", i]
     for o in spec.outputs:
         argv += ["-o", o]
-    argv += ["--", spec.cmd]
+    cmd = spec.cmd
+    if spec.array_override:
+        # some tasks only: the --array goes into the submission itself
+        cmd = shlex.join(with_option(shlex.split(cmd),
+                                     "--array=%s" % spec.array_override))
+    argv += ["--", cmd]
     return "(cd %s && %s)\n" % (shlex.quote(spec.pwd), shlex.join(argv))

@@ -19,7 +19,7 @@ from datalad.interface.results import get_status_dict
 from datalad.support.globbedpaths import GlobbedPaths
 
 from .. import faults
-from ..dataset.git import rev_parse
+from ..dataset.git import head_commit
 from ..dataset.handle import DatasetHandle
 from ..dataset.jobstore import ConflictError
 from ..dataset.lock import repository_lock
@@ -34,7 +34,7 @@ from ..dataset.paths import (
     relative_to_pwd,
 )
 from ..slurm import SlurmError
-from ..slurm.argv import is_sbatch
+from ..slurm.argv import is_sbatch, user_array, with_option
 from . import dataflow, submissions
 from .cluster import cluster_name
 from .command import format_command, normalize_command
@@ -46,6 +46,8 @@ from .signals import interruptible
 from .spec import JobSpec
 from .submissions import new_token
 from .submit import submit, why
+from .tasks import array_tasks, task_claims
+from .tasks import split as split_tasks
 
 __all__ = ["ScheduleError", "cluster_name", "plan", "schedule"]
 
@@ -86,13 +88,18 @@ def check_inputs_exist(handle: DatasetHandle, specs: list[str],
                     if has_glob(spec) else ""))
 
 
-def check_outputs(handle: DatasetHandle, outputs: list[str]) -> list[str]:
-    """The paths the outputs claim; ScheduleError for unusable ones."""
+def check_outputs(handle: DatasetHandle, outputs: list[str],
+                  tasks: list[int] = ()) -> list[str]:
+    """The paths the outputs claim (per-task patterns: one per task, see
+    :mod:`.tasks`); ScheduleError for unusable ones."""
     claims = []
     subds = handle.subdataset_paths()
-    for spec in outputs:
+    patterns, outputs = split_tasks(outputs)
+    each = [(spec, None) for spec in outputs] + [
+        (p, c) for p in patterns for c in task_claims([p], tasks)]
+    for spec, claim in each:
         try:
-            claim = claim_path(spec)
+            claim = claim or claim_path(spec)
         except PathError as e:
             raise ScheduleError("output %s" % e)
         for sub in subds:
@@ -187,12 +194,13 @@ def plan(handle: DatasetHandle, cmd, pwd_abs: str, inputs=None,
          extra_inputs=None, outputs=None, expand_opt: str | None = None,
          message: str | None = None, chain=None, alt_dir: str | None = None,
          assume_ready: str | None = None, container=None,
-         planned=()) -> JobSpec:
+         planned=(), array: str | None = None) -> JobSpec:
     """Validate everything and return the job spec (no side effects).
 
     Inputs that open jobs (or the `planned` ones, see
     :class:`.dataflow.Planned`) write make the job depend on those jobs:
-    they need not exist yet, and the submission gets their afterok."""
+    they need not exist yet, and the submission gets their afterok.
+    `array` replaces the job's --array (re-running some of its tasks)."""
     rel_pwd = dataset_relative_pwd(handle, pwd_abs)
     in_specs = resolve_specs(handle, inputs, pwd_abs, "input")
     extra_specs = resolve_specs(handle, extra_inputs, pwd_abs, "extra input")
@@ -207,10 +215,18 @@ def plan(handle: DatasetHandle, cmd, pwd_abs: str, inputs=None,
     check_inputs_exist(handle, [s for s in in_specs if s not in produced])
     check_inputs_exist(handle, [s for s in extra_specs if s not in produced],
                        "extra input")
-    claims = check_outputs(handle, out_specs)
     inputs_cmd = expanded_for_command(handle, in_specs, rel_pwd, True,
                                       produced)
     outputs_cmd = expanded_for_command(handle, out_specs, rel_pwd, False)
+    patterns = split_tasks(out_specs)[0]
+    array_spec, tasks = None, []
+    if patterns or array:
+        # the array's task ids (before anything is created: a pattern
+        # without an array is refused with nothing changed)
+        array_spec = array or user_array(build_argv(
+            handle, cmd, pwd_abs, inputs_cmd, outputs_cmd)[2], pwd_abs)
+        tasks = array_tasks(array_spec, patterns) if patterns else []
+    claims = check_outputs(handle, out_specs, tasks)
     # before _alt_root creates the directory
     _flow(dataflow.check_alt_root, alt_dir, producers)
     alt_root = _alt_root(handle, alt_dir)
@@ -227,6 +243,11 @@ def plan(handle: DatasetHandle, cmd, pwd_abs: str, inputs=None,
                                 "call (the job's directory is set with "
                                 "--chdir)")
         argv = [argv[0], "--chdir=%s" % job_pwd] + argv[1:]
+    if array:
+        if not is_sbatch(argv):
+            raise ScheduleError("re-running some tasks of an array needs "
+                                "the command to be an sbatch call")
+        argv = with_option(argv, "--array=%s" % array)
     argv, dependency = _flow(dataflow.add_dependency, argv, pwd_abs,
                              producers, lambda: cluster_name(handle))
     exp = expand_opt or ""
@@ -243,7 +264,9 @@ def plan(handle: DatasetHandle, cmd, pwd_abs: str, inputs=None,
         output_specs=out_specs, claims=claims, message=message,
         chain=list(chain or []), alt_dir=alt_dir or None, alt_root=alt_root,
         assume_ready=assume_ready, extension=extension_tag(),
-        depends_on=[p.as_dict() for p in producers], dependency=dependency)
+        depends_on=[p.as_dict() for p in producers], dependency=dependency,
+        tasks=tasks, array_spec=array_spec,
+        array_override=array or None)
     return with_container(handle, spec, container, pwd_abs) if container \
         else spec
 
@@ -265,7 +288,7 @@ def schedule(handle: DatasetHandle, spec: JobSpec, jobs=None,
     except (ValueError, SlurmError) as e:
         yield get_status_dict(status="error", message=str(e), **res)
         return
-    head = rev_parse(handle.root, "HEAD")
+    head = head_commit(handle.root, handle.git_dir)   # no git process
     token = new_token()
     prepared: list[_Prepared] = []
 

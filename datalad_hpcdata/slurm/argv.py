@@ -12,13 +12,17 @@ right before the script: :func:`with_dependency`.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 
-# sbatch's short options that take a value (the rest are flags)
+# sbatch's option table (Slurm 22.05, checked against ``sbatch
+# --test-only`` by tests/test_container.py): every option takes a value
+# except the flags.  Long options whose value is optional (--nice,
+# --propagate, --exclusive, --get-user-env, --no-kill) only take
+# ``--opt=value`` and count as flags.  This is the one table every parser
+# of sbatch command lines and #SBATCH lines in the package uses.
 SHORT_VALUE = frozenset("AabBcCdDeFGiJLmMnNopqStwx")
-# long options whose value may be the next word (getopt required_argument);
-# optional-argument options (--nice, --propagate, --exclusive,
-# --get-user-env, --no-kill) only take ``--opt=value``
+SHORT_FLAGS = frozenset("HkOQsvWhV")
 LONG_VALUE = frozenset("""
 account acctg-freq array batch bb bbf begin chdir cluster-constraint clusters
 comment constraint container core-spec cores-per-socket cpu-freq
@@ -32,9 +36,17 @@ open-mode output partition power prefer priority profile qos reservation
 signal sockets-per-node switches thread-spec threads-per-core time time-min
 tmp uid wait-all-nodes wckey wrap
 """.split())
-# the first #SBATCH line of a later heterogeneous-job component
+LONG_FLAGS = frozenset("""
+contiguous exclusive get-user-env help hold ignore-pbs nice no-kill
+no-requeue overcommit oversubscribe parsable propagate quiet reboot requeue
+spread-job test-only usage use-min-nodes verbose version wait
+""".split())
 HET_SEPARATORS = ("hetjob", "packjob")
 SCRIPT_BYTES = 1 << 20    # sbatch refuses bigger scripts anyway (4 MB)
+
+
+class OptionError(ValueError):
+    """An sbatch command line that cannot be read (unknown option, ...)."""
 
 
 def is_sbatch(argv) -> bool:
@@ -48,10 +60,30 @@ def sbatch_argv(argv: list[str]) -> list[str]:
     return [argv[0], "--parsable"] + list(argv[1:])
 
 
-def parse_options(words: list[str]) -> tuple[list[tuple[str, str]], int]:
+def long_name(name: str, strict: bool = False) -> str | None:
+    """The long option `name` stands for (getopt: a unique prefix of a
+    known option counts); None if unknown or ambiguous, OptionError then
+    when `strict`."""
+    if name in LONG_VALUE or name in LONG_FLAGS:
+        return name
+    hits = sorted(n for n in LONG_VALUE | LONG_FLAGS if n.startswith(name))
+    if len(hits) == 1:
+        return hits[0]
+    if strict:
+        raise OptionError(
+            "cannot tell where the batch script is: sbatch option %r is %s"
+            % ("--" + name, "ambiguous (%s)" % ", ".join(hits) if hits
+               else "unknown"))
+    return None
+
+
+def parse_options(words: list[str], strict: bool = False
+                  ) -> tuple[list[tuple[str, str]], int]:
     """sbatch-style options in `words`: ([(name, value)], end index).
 
-    Names are ``-X`` or ``--long``; flags get the value "".  Parsing stops
+    Names are ``-X`` or ``--long`` (a unique prefix is given its full
+    name); flags get the value "".  Unknown options are flags, or, with
+    `strict`, an :class:`OptionError`.  Parsing stops
     at the first word that is not an option (the script), at ``--`` (the
     script follows) and at ``:`` (the next heterogeneous component)."""
     opts = []
@@ -64,6 +96,7 @@ def parse_options(words: list[str]) -> tuple[list[tuple[str, str]], int]:
             return opts, i
         if w.startswith("--"):
             name, eq, value = w[2:].partition("=")
+            name = long_name(name, strict) or name
             if not eq and name in LONG_VALUE and i + 1 < len(words):
                 value = words[i + 1]
                 i += 1
@@ -79,6 +112,10 @@ def parse_options(words: list[str]) -> tuple[list[tuple[str, str]], int]:
                         i += 1
                     opts.append(("-" + c, value))
                     break
+                if strict and c not in SHORT_FLAGS:
+                    raise OptionError(
+                        "cannot tell where the batch script is: unknown "
+                        "sbatch option -%s in %r" % (c, w))
                 opts.append(("-" + c, ""))
                 j += 1
         i += 1
@@ -190,11 +227,68 @@ def merge_dependency(user: str | None, job_ids: list[str]) -> str:
     return "%s,%s" % (user, ours)
 
 
-def with_dependency(argv: list[str], dependency: str) -> list[str]:
-    """`argv` with ``--dependency=dependency`` after all of the user's
+def with_option(argv: list[str], option: str) -> list[str]:
+    """`argv` with `option` (``--name=value``) after all of the user's
     options of the first component (so it is the one sbatch uses)."""
     _, end = parse_options(argv[1:])
     end += 1
     if end - 1 > 0 and argv[end - 1] == "--":
         end -= 1
-    return argv[:end] + ["--dependency=%s" % dependency] + argv[end:]
+    return argv[:end] + [option] + argv[end:]
+
+
+def with_dependency(argv: list[str], dependency: str) -> list[str]:
+    return with_option(argv, "--dependency=%s" % dependency)
+
+
+def user_array(argv: list[str], cwd: str) -> str | None:
+    """The -a/--array the submission asks for (command line first)."""
+    opts, _ = parse_options(argv[1:])
+    value = option_value(opts, "-a", "--array")
+    if value is None:
+        value = option_value(read_script_options(argv, cwd), "-a",
+                             "--array")
+    return value
+
+
+def parse_array(value: str) -> tuple[list[int], int | None]:
+    """The task ids and the throttle of an --array value, as sbatch reads
+    it: ``0-999%50``, ``1-9:2``, ``3,17,999``, ``1,4-6``.
+
+    ValueError for anything else (sbatch would refuse it too)."""
+    text = (value or "").strip()
+    spec, pct, throttle = text.partition("%")
+    limit = None
+    if pct:
+        if not throttle.isdigit():
+            raise ValueError("bad --array throttle in %r" % value)
+        limit = int(throttle)
+    tasks: set[int] = set()
+    for part in spec.split(","):
+        m = re.fullmatch(r"(\d+)(?:-(\d+)(?::(\d+))?)?", part.strip())
+        if not m:
+            raise ValueError("cannot read the --array value %r (Slurm's "
+                             "forms: 0-9, 1-9:2, 1,3,5, 0-99%%10)" % value)
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) else lo
+        step = int(m.group(3)) if m.group(3) else 1
+        if hi < lo or step < 1:
+            raise ValueError("empty range %r in --array %r" % (part, value))
+        tasks.update(range(lo, hi + 1, step))
+    return sorted(tasks), limit
+
+
+def format_array(tasks, throttle: int | None = None) -> str:
+    """--array value for task ids: runs of consecutive ids as ranges
+    (``[3, 17, 18, 19]`` -> ``3,17-19``), with ``%throttle``."""
+    ids = sorted(set(int(t) for t in tasks))
+    parts = []
+    i = 0
+    while i < len(ids):
+        j = i
+        while j + 1 < len(ids) and ids[j + 1] == ids[j] + 1:
+            j += 1
+        parts.append(str(ids[i]) if i == j else "%d-%d" % (ids[i], ids[j]))
+        i = j + 1
+    text = ",".join(parts)
+    return text + ("%%%d" % throttle if throttle else "")
