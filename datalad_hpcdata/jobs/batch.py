@@ -29,6 +29,7 @@ from datalad.log import log_progress
 
 from ..dataset.handle import DatasetHandle
 from ..dataset.paths import ancestors
+from . import dataflow
 from .schedule import (
     ACTION,
     ScheduleError,
@@ -145,9 +146,16 @@ class _Claims:
                 self.below.setdefault(a, where)
 
 
+def _plan(handle: DatasetHandle, pwd: str, kw: dict, planned=()):
+    kw = dict(kw)
+    return plan(handle, kw.pop("cmd"), pwd, expand_opt=kw.pop("expand", None),
+                planned=planned, **kw)
+
+
 def plan_all(handle: DatasetHandle, source, pwd: str,
              defaults: dict) -> tuple[list, list[Problem]]:
-    """[(where, JobSpec)] for every job, and the problems found."""
+    """[(where, JobSpec, its options)] for every job, and the problems
+    found."""
     try:
         items = read_jobs(source)
     except Problem as e:
@@ -156,8 +164,10 @@ def plan_all(handle: DatasetHandle, source, pwd: str,
     for where, item in items:
         try:
             kw = check_item(where, item, defaults)
-            spec = plan(handle, kw.pop("cmd"), pwd, expand_opt=kw.pop(
-                "expand", None), **kw)
+            # earlier lines count as producers (their inputs need not exist)
+            spec = _plan(handle, pwd, kw, planned=[
+                dataflow.Planned(w, s.claims, s.alt_root)
+                for w, s, _ in specs])
             claims.add(where, spec.claims)
             taken = handle.store.overlapping_claims(spec.claims)
             if taken:
@@ -169,7 +179,7 @@ def plan_all(handle: DatasetHandle, source, pwd: str,
         except Problem as e:
             problems.append(e)
         else:
-            specs.append((where, spec))
+            specs.append((where, spec, kw))
     if not items and not problems:
         problems.append(Problem(str(source), "no jobs in it"))
     return specs, problems
@@ -192,7 +202,7 @@ def schedule_many(handle: DatasetHandle, source, pwd: str,
     log_progress(lgr.info, pid, "Scheduling %d jobs", len(specs),
                  total=len(specs), label="Scheduling", unit=" jobs")
     try:
-        for res in _pipelined(handle, specs, jobs, dry_run):
+        for res in _pipelined(handle, specs, pwd, jobs, dry_run):
             yield res
             if res.get("status") != "ok" or res.get("slurm_job_id") or \
                     res.get("dry_run"):
@@ -203,11 +213,24 @@ def schedule_many(handle: DatasetHandle, source, pwd: str,
                      noninteractive_level=5)
 
 
-def _pipelined(handle: DatasetHandle, specs: list, jobs,
+def _pipelined(handle: DatasetHandle, specs: list, pwd: str, jobs,
                dry_run: str | None):
-    """schedule() every job in order, one after the other."""
-    for where, spec in specs:
-        for res in schedule(handle, spec, jobs=jobs, dry_run=dry_run):
+    """schedule() every job in order, one after the other.  A line that
+    reads what an earlier line writes is planned again once that line is
+    claimed, so its --dependency names that job."""
+    for where, spec, kw in specs:
+        if not dry_run and dataflow.late_producers(
+                handle.store, spec.input_specs, spec.depends_on, None):
+            try:
+                spec = _plan(handle, pwd, kw)
+            except ScheduleError as e:
+                yield get_status_dict(
+                    action=ACTION, ds=handle.ds, path=handle.ds.path,
+                    type="dataset", status="error", logger=lgr,
+                    where=where, message=str(e))
+                continue
+        for res in dataflow.annotate(
+                schedule(handle, spec, jobs=jobs, dry_run=dry_run), spec):
             res["where"] = where
             yield res
 

@@ -114,9 +114,10 @@ def _matches(specs: list[str], claims: Iterable[str]):
 
 def find_producers(store: JobStore, specs: list[str],
                    planned: Iterable[Planned] = (),
-                   wait: float = WAIT_SUBMITTING) -> list[Producer]:
+                   wait: float = WAIT_SUBMITTING,
+                   exclude: int | None = None) -> list[Producer]:
     """The open jobs (and `planned` ones) writing what `specs` read,
-    oldest first."""
+    oldest first (not the job-store row `exclude`)."""
     if not specs:
         return []
     bases = sorted({lookup_path(s) for s in specs})
@@ -125,6 +126,8 @@ def find_producers(store: JobStore, specs: list[str],
         jobs = {}
         claims = {}
         for _, claim, job in store.overlapping_claims(bases):
+            if job.row == exclude:
+                continue
             jobs[job.row] = job
             claims[claim] = job.row
         hits = _matches(specs, claims)
@@ -164,6 +167,16 @@ def producers(handle: DatasetHandle, specs: list[str],
     found = find_producers(handle.store, specs, planned)
     check_mode(handle.ds.config.get(CONFIG), found)
     return found
+
+
+def late_producers(store: JobStore, input_specs: list[str],
+                   depends_on: list[dict], row: int) -> list[Producer]:
+    """Jobs that claimed an input of the job in `row` after it was planned
+    (a schedule running at the same time); called under the claim's lock,
+    so none can appear after this check."""
+    known = {d.get("row") for d in depends_on or []}
+    return [p for p in find_producers(store, input_specs, wait=0,
+                                      exclude=row) if p.row not in known]
 
 
 def produced_specs(producers: list[Producer]) -> set[str]:

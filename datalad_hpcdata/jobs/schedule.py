@@ -295,6 +295,7 @@ def schedule(handle: DatasetHandle, spec: JobSpec, jobs=None,
     def claimed(row: int) -> None:
         # still under the claim's lock: one lock acquisition per job
         prepared.append(_Prepared(handle, spec, row, token))
+        _no_late_producer(handle, spec, row)
         faults.point("schedule:claim")
         prepared[0].prepare(jobs)
 
@@ -303,6 +304,22 @@ def schedule(handle: DatasetHandle, spec: JobSpec, jobs=None,
             handle, spec, dict(spec.to_dict(), submit_token=token), head,
             claimed, prepared)
     yield get_status_dict(**dict(res, **result))
+
+
+def _no_late_producer(handle: DatasetHandle, spec: JobSpec,
+                      row: int) -> None:
+    """Refuse a job whose input another job claimed since it was planned:
+    its --dependency would miss that job."""
+    try:
+        late = dataflow.late_producers(handle.store, spec.input_specs,
+                                       spec.depends_on, row)
+    except dataflow.DataflowError as e:
+        raise ScheduleError("%s; nothing was submitted" % e) from e
+    if late:
+        raise ScheduleError(
+            "%s claimed %s, an input of this job, while it was being "
+            "scheduled; nothing was submitted: schedule it again to depend "
+            "on it" % (late[0].label, ", ".join(late[0].claims)))
 
 
 def _claim_prepare_submit(handle: DatasetHandle, spec: JobSpec,
