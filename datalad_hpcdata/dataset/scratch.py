@@ -6,9 +6,10 @@ not the dataset.  What they staged is read back (path -> (mode, sha)) and
 :func:`.git.update_index` tells the real index.  Three details keep that
 true for git-annex too: the real git-annex binary is run (not the PyPI
 wheel's Python wrapper), git-annex's keys database is not diffed against
-the scratch index (:class:`_KeysDbOnScratch`), and scratch indexes are never
+the scratch index (:class:`_KeysDbOnScratch`), scratch indexes are never
 split (no ``sharedindex.*`` files left behind when the user has
-``core.splitIndex=true``).
+``core.splitIndex=true``), and git-annex's location-log changes stay in its
+journal (:func:`annex_commit_option`).
 """
 
 from __future__ import annotations
@@ -110,6 +111,21 @@ class _KeysDbOnScratch:
                 now or ZERO, check=False)
 
 
+def annex_commit_option(root) -> list[str]:
+    """``-c annex.alwayscommit=false`` unless the user set that option.
+
+    By default every git-annex command ends by committing its journal (the
+    location logs of the keys it added) to the git-annex branch, through
+    ``.git/annex/index``, which holds one entry per key of the dataset: that
+    commit rewrites the whole file (~3 s at 900,000 keys).  Left in the
+    journal, the logs are what git-annex reads first anyway; the next
+    git-annex command that commits (``git annex merge``, ``sync``, a
+    ``copy``, ``datalad push``) commits them all at once.  A user who set
+    ``annex.alwayscommit`` (either way) gets what they set."""
+    proc = git(root, "config", "--get", "annex.alwayscommit", check=False)
+    return [] if proc.stdout.strip() else ["-c", "annex.alwayscommit=false"]
+
+
 def rev_parse_ref(repo, ref) -> str | None:
     proc = git(repo, "rev-parse", "--verify", "-q", ref, check=False)
     return proc.stdout.strip() if proc.returncode == 0 else None
@@ -132,7 +148,8 @@ def annex_add(root: str, files: list[str], index: str) -> dict:
     env["GIT_INDEX_FILE"] = index
     try:
         with _KeysDbOnScratch(root):
-            proc = run(list(prefix) + ["add", "--batch", "--json",
+            proc = run(list(prefix) + ["add", *annex_commit_option(root),
+                                       "--batch", "--json",
                                        "--json-error-messages"],
                        cwd=root, input="\n".join(files) + "\n", env=env,
                        check=True, error=GitError)
