@@ -201,6 +201,11 @@ def reset_dataset(path: Path):
     for db in gitdir.glob("*.db"):      # the peer's store: .git/<dsid>.db
         db.unlink()
     git(path, "update-ref", "-d", "refs/bench/floor", check=False)
+    # location logs a run left in git-annex's journal: committed now, not
+    # by some git-annex call in the middle of the next measurement
+    journal = gitdir / "annex" / "journal"
+    if journal.is_dir() and any(journal.iterdir()):
+        git(path, "annex", "merge", "-q")
 
 
 def tracked_files(path: Path) -> int:
