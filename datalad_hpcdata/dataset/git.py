@@ -311,7 +311,8 @@ def update_index(root: str, entries: dict, deleted=(),
                             (index, hook, git_dir))
     paths = sorted(set(entries) | set(deleted))
     if not deleted and split not in ("false", "no", "off", "0") \
-            and not os.path.exists(hook) and not _type_changes(root, entries):
+            and _has_shared_index(git_dir) and not os.path.exists(hook) \
+            and not _type_changes(root, entries):
         try:
             old, written = gitindex.add_entries(
                 index, git_dir, root, entries,
@@ -375,6 +376,16 @@ def _old_entries(root: str, git_dir: str, old: bytes, paths) -> dict:
     finally:
         if os.path.lexists(copy):
             os.unlink(copy)
+
+
+def _has_shared_index(git_dir: str) -> bool:
+    """Could the index be split?  (Not without a shared index file: then
+    the index is not parsed just to find that out.)"""
+    try:
+        with os.scandir(git_dir) as it:
+            return any(e.name.startswith("sharedindex.") for e in it)
+    except OSError:
+        return True
 
 
 def _index_entries(index: str) -> int:
