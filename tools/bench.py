@@ -1330,6 +1330,15 @@ def main(argv=None):
         "unset), as after a pip install; each variant makes one warm-up "
         "finish call first.")
     R["notes"].append(
+        "Fixtures (tools/bench_fixtures.py, version %d): 90%% annexed "
+        "symlinks, 10%% small files in git, and a location log for every "
+        "annexed key in the git-annex branch (so .git/annex/index has one "
+        "entry per key, as in a real dataset). slurm-finish leaves the "
+        "location logs of its git annex add in git-annex's journal "
+        "(annex.alwayscommit=false); the floor 'git annex add, 4 files, "
+        "git-annex branch committed' is what each finish would cost "
+        "otherwise." % fx.FIXTURE_VERSION)
+    R["notes"].append(
         "Bare-sbatch floor jobs run in a scratch directory; all other jobs "
         "run in the dataset. Timings include Slurm round trips (sbatch, "
         "scontrol, sacct ~0.1 s per call on this cluster).")
