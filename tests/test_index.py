@@ -437,3 +437,119 @@ def test_fresh_clone_scan(tmp_path):
     git(clone, "annex", "smudge", "--update")
     assert git(clone, "rev-parse", "refs/annex/last-index").strip() == \
         git(clone, "write-tree").strip()
+
+
+def split_dataset(path: Path):
+    ds = make_dataset(path)
+    git(ds.path, "config", "core.splitIndex", "true")
+    git(ds.path, "update-index", "--split-index")
+    return ds
+
+
+def test_undo_puts_the_split_file_back(tmp_path):
+    """A failed publish gives the index back exactly: the old split file
+    (its bytes, hence every entry and its stat data), the shared part
+    untouched -- without the undo reading the whole index."""
+    from datalad_hpcdata.jobs.commit import stage
+    ds = split_dataset(tmp_path / "ds")
+    root = Path(ds.path)
+    index = root / ".git" / "index"
+    write_outputs(root, "j1")
+    files = ["out/j1/r%d.txt" % i for i in range(3)] + ["slurm-j1.out"]
+    before, shared = index.read_bytes(), shared_state(root)
+    calls = []
+    real = gitmod.ls_files_stage
+
+    def spy(*a, **kw):
+        calls.append(kw.get("env"))
+        return real(*a, **kw)
+    undo = []
+    gitmod.ls_files_stage, saved = spy, gitmod.ls_files_stage
+    try:
+        stage(str(root), files, [], True,
+              str(root / ".git" / "t.index"), undo)
+    finally:
+        gitmod.ls_files_stage = saved
+    # no ls-files on the real index (the scratch index's is in scratch.py)
+    assert calls == [] and [r[0] for r in undo] == ["split"]
+    added = {n.decode() for _, n in gitindex.parse(index.read_bytes())[1]}
+    assert set(files) <= added
+    gitmod.restore_index(str(root), undo)
+    assert undo == []
+    assert index.read_bytes() == before
+    assert shared_state(root) == shared
+    assert git(root, "ls-files", "--", *files) == ""
+
+
+def test_undo_after_the_index_changed(tmp_path):
+    """Someone rewrote the index between the finish's update and its undo:
+    the finish's paths get their old entries back (from a copy of the old
+    split file), the other change stays."""
+    ds = split_dataset(tmp_path / "ds")
+    root = Path(ds.path)
+    # one path the finish replaces (it was tracked), one it adds
+    tracked = "data/d0/f0000.txt"
+    old = git(root, "ls-files", "-s", "--", tracked)
+    (root / "new.txt").write_text("new\n")
+    blob = git(root, "hash-object", "-w", "new.txt").strip()
+    undo = []
+    assert gitmod.update_index(str(root), {tracked: ("100644", blob),
+                                           "new.txt": ("100644", blob)},
+                               undo=undo) == "split"
+    (root / "other.txt").write_text("other\n")
+    git(root, "add", "other.txt")
+    gitmod.restore_index(str(root), undo)
+    assert git(root, "ls-files", "-s", "--", tracked) == old
+    assert git(root, "ls-files", "--", "new.txt", "other.txt") == \
+        "other.txt\n"
+
+
+def test_git_route_undo(tmp_path):
+    """Not split: git updates the index, the undo holds the old entries."""
+    ds = make_dataset(tmp_path / "ds")
+    root = Path(ds.path)
+    before = git(root, "ls-files", "-s")
+    (root / "new.txt").write_text("new\n")
+    blob = git(root, "hash-object", "-w", "new.txt").strip()
+    undo = []
+    assert gitmod.update_index(str(root), {"new.txt": ("100644", blob)},
+                               ["data/d0/f0000.txt"], undo) == "git"
+    assert git(root, "ls-files", "-s") != before
+    gitmod.restore_index(str(root), undo)
+    assert git(root, "ls-files", "-s") == before
+
+
+def test_location_logs_stay_in_the_journal(tmp_path):
+    """By default a finish commits git-annex's location logs (as datalad
+    save); with datalad.hpcdata.annex-journal=defer they are journalled,
+    not committed to the git-annex branch (that commit rewrites
+    .git/annex/index, one entry per key); git-annex sees them, its next
+    committing command commits them; a user's annex.alwayscommit is
+    followed."""
+    ds = make_dataset(tmp_path / "ds")
+    root = Path(ds.path)
+    journal = root / ".git" / "annex" / "journal"
+    # by default (as after datalad save) the logs are committed
+    write_outputs(root, "j0")
+    branch = git(root, "rev-parse", "git-annex").strip()
+    finish_jobs(ds, ["j0"])
+    assert not journal.exists() or list(journal.iterdir()) == []
+    assert git(root, "rev-parse", "git-annex").strip() != branch
+    git(root, "config", "datalad.hpcdata.annex-journal", "defer")
+    branch = git(root, "rev-parse", "git-annex").strip()
+    write_outputs(root, "j1")
+    finish_jobs(ds, ["j1"])
+    assert git(root, "rev-parse", "git-annex").strip() == branch
+    assert len(list(journal.iterdir())) == 4
+    assert git(root, "annex", "find", "--in", "here", "--", "out/j1"
+               ).split() == ["out/j1/r%d.txt" % i for i in range(3)]
+    git(root, "annex", "merge")
+    assert list(journal.iterdir()) == []
+    key = git(root, "annex", "lookupkey", "out/j1/r0.txt").strip()
+    assert git(root, "log", "-1", "--format=%H", "git-annex", "--",
+               "*%s.log" % key).strip() == \
+        git(root, "rev-parse", "git-annex").strip()
+    git(root, "config", "annex.alwayscommit", "true")
+    write_outputs(root, "j2")
+    finish_jobs(ds, ["j2"])
+    assert list(journal.iterdir()) == []

@@ -552,10 +552,25 @@ def floor_commit(ds: Path, reps: int):
     return times
 
 
-def floor_annex_add(ds: Path, reps: int, n_files: int):
+def floor_annex_add(ds: Path, reps: int, n_files: int, commit=False):
     """`git annex add` of n_files small new files into a scratch index, the
     way slurm-finish stages a call's outputs (package code: the git-annex
-    binary, the keys-database guard); per call."""
+    binary, the keys-database guard, location logs left in the journal);
+    per call.  With `commit`, as a user's ``annex.alwayscommit=true`` has
+    it: git-annex commits its journal to the git-annex branch (through
+    ``.git/annex/index``, one entry per key) at the end of the call."""
+    from datalad_hpcdata.dataset.scratch import _config_env
+    saved = dict(os.environ)
+    if commit:
+        os.environ.update(_config_env("annex.alwayscommit", "true"))
+    try:
+        return _floor_annex_add(ds, reps, n_files)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _floor_annex_add(ds: Path, reps: int, n_files: int):
     from datalad_hpcdata.dataset.scratch import annex_add
     times = []
     base = ds / "out" / "floor-annex"
@@ -667,12 +682,14 @@ def size_phase(cfg, n, cache, peer, scratch, out):
         "sacct_1_s": summary(floor_sacct(ids, reps)),
         "annex_add_4_s": summary(floor_annex_add(ds, max(3, reps // 4), 4)),
         "annex_add_80_s": summary(floor_annex_add(ds, 3, 80)),
+        "annex_add_4_commit_s": summary(floor_annex_add(ds, 3, 4, True)),
     }
     f = {k: v["median"] for k, v in rec["floor"].items()}
     log("  floor: sbatch %.4f s, plumbing commit %.4f s, sacct %.4f s, "
-        "annex add 4/80 files %.4f/%.4f s" % (
+        "annex add 4/80 files %.4f/%.4f s (4, branch committed %.4f s)" % (
             f["sbatch_s"], f["commit_plumbing_s"], f["sacct_1_s"],
-            f["annex_add_4_s"], f["annex_add_80_s"]))
+            f["annex_add_4_s"], f["annex_add_80_s"],
+            f["annex_add_4_commit_s"]))
     variants = [(Api(ds), "api"), (Cli(ds), "cli")]
     if peer and n <= cfg["peer_max_files"]:
         variants.append((Peer(ds, peer), "peer"))
@@ -1039,7 +1056,9 @@ def write_markdown(R, path: Path):
     for label, key in (("one sacct call (1 job)", "sacct_1_s"),
                        ("git annex add, 4 files (one job)", "annex_add_4_s"),
                        ("git annex add, 80 files (20 jobs)",
-                        "annex_add_80_s")):
+                        "annex_add_80_s"),
+                       ("git annex add, 4 files, git-annex branch committed "
+                        "(annex.alwayscommit=true)", "annex_add_4_commit_s")):
         row("floor: %s, per call" % label, "floor", key)
     w("| peak RSS, CLI finish | cli | %s |" % " | ".join(
         fmt(S[str(n)]["cli"].get("finish_peak_rss_mib"), "MiB")
@@ -1177,9 +1196,11 @@ def write_markdown(R, path: Path):
             return fmt(f[key]["median"]) if key in f else "–"
         w("* %s files: bare `sbatch` %s per job; one-file plumbing commit "
           "%s; one `sacct` %s; `git annex add` of 4 / 80 new files %s / %s "
-          "per call." % (format(n, ","), fm("sbatch_s"),
-                         fm("commit_plumbing_s"), fm("sacct_1_s"),
-                         fm("annex_add_4_s"), fm("annex_add_80_s")))
+          "per call (4 files with git-annex's branch commit, which a "
+          "finish leaves to the next git-annex command: %s)."
+          % (format(n, ","), fm("sbatch_s"), fm("commit_plumbing_s"),
+             fm("sacct_1_s"), fm("annex_add_4_s"), fm("annex_add_80_s"),
+             fm("annex_add_4_commit_s")))
     w("")
     w("Load average (1/5/15 min) at the start of the run: %s; at the end: "
       "%s." % tuple(" / ".join("%.2f" % x for x in R.get(k) or ())
@@ -1308,6 +1329,15 @@ def main(argv=None):
         "(PYTHONPYCACHEPREFIX under the cache dir, PYTHONDONTWRITEBYTECODE "
         "unset), as after a pip install; each variant makes one warm-up "
         "finish call first.")
+    R["notes"].append(
+        "Fixtures (tools/bench_fixtures.py, version %d): 90%% annexed "
+        "symlinks, 10%% small files in git, and a location log for every "
+        "annexed key in the git-annex branch (so .git/annex/index has one "
+        "entry per key, as in a real dataset). slurm-finish leaves the "
+        "location logs of its git annex add in git-annex's journal "
+        "(annex.alwayscommit=false); the floor 'git annex add, 4 files, "
+        "git-annex branch committed' is what each finish would cost "
+        "otherwise." % fx.FIXTURE_VERSION)
     R["notes"].append(
         "Bare-sbatch floor jobs run in a scratch directory; all other jobs "
         "run in the dataset. Timings include Slurm round trips (sbatch, "

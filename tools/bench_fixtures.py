@@ -4,8 +4,12 @@ A dataset is made by ``datalad create`` followed by ONE ``git fast-import``
 stream that adds N files in a single commit: 90 % annex-style symlinks
 (mode 120000, pointing to ``.git/annex/objects/Xx/Yy/KEY/KEY`` whose content
 is absent, as in a real dataset whose data lives elsewhere) and 10 % small
-regular files, spread over directories of 500 files.  ``git reset --hard``
-then populates the worktree.  A 100k-file dataset takes a few seconds.
+regular files, spread over directories of 500 files.  A second commit of
+the same stream gives the git-annex branch a location log for every annexed
+key (content in a repository "bench-origin"), as a real dataset has: without
+them git-annex's own index (``.git/annex/index``, one entry per key) would
+be tiny and its per-command cost of committing that branch would not show.
+``git reset --hard`` then populates the worktree.  A 100k-file dataset takes a few seconds.
 
 Datasets are cached (``--cache``; by default on tmpfs,
 ``/dev/shm/hpcdata-bench-cache``, when it has room for the sizes asked for,
@@ -28,7 +32,7 @@ import subprocess
 import time
 from pathlib import Path
 
-FIXTURE_VERSION = 2
+FIXTURE_VERSION = 3
 TMPFS_CACHE = Path("/dev/shm/hpcdata-bench-cache")
 DISK_CACHE = Path("/tmp/hpcdata-bench-cache")
 BIG = 1_000_000             # datasets this large leave tmpfs after a run
@@ -71,10 +75,19 @@ def _annex_key(i: int, size: int) -> tuple[str, str]:
     return key, "%s/%s/%s/%s" % (d1, d2, key, key)
 
 
-def fast_import_stream(n_files: int, parent: str) -> bytes:
-    """One commit adding n_files below data/ plus code/job.sh."""
+ORIGIN_UUID = "00000000-0000-4000-8000-0000000b0b0b"
+LOG_TIME = b"1700000000s"
+
+
+def fast_import_stream(n_files: int, parent: str, annex_parent: str = "",
+                       uuid_log: bytes = b"") -> bytes:
+    """One commit adding n_files below data/ plus code/job.sh; with
+    `annex_parent`, one commit on the git-annex branch with a location log
+    for each annexed key (and "bench-origin" added to `uuid_log`)."""
     chunks = []
     add = chunks.append
+    log = b"%s 1 %s\n" % (LOG_TIME, ORIGIN_UUID.encode())
+    add(b"blob\nmark :1\ndata %d\n%s\n" % (len(log), log))
     add(b"commit refs/heads/bench-import\n")
     add(b"committer bench <bench@example.com> 1700000000 +0000\n")
     msg = b"bench fixture: %d files" % n_files
@@ -82,6 +95,7 @@ def fast_import_stream(n_files: int, parent: str) -> bytes:
     add(b"from %s\n" % parent.encode())
     job = JOB_SH.encode()
     add(b"M 100755 inline code/job.sh\ndata %d\n%s\n" % (len(job), job))
+    logs = []
     for i in range(n_files):
         d = "data/d%04d" % (i // FILES_PER_DIR)
         if i % REGULAR_EVERY == 0:
@@ -91,12 +105,30 @@ def fast_import_stream(n_files: int, parent: str) -> bytes:
                 % (path.encode(), len(body), body))
         else:
             path = "%s/f%06d.dat" % (d, i)
-            _, objpath = _annex_key(i, 1000 + i % 4096)
+            key, objpath = _annex_key(i, 1000 + i % 4096)
             # data/dXXXX/file -> ../../.git/annex/objects/...
             target = ("../../.git/annex/objects/%s" % objpath).encode()
             add(b"M 120000 inline %s\ndata %d\n%s\n"
                 % (path.encode(), len(target), target))
+            if annex_parent:
+                # git-annex's hashdirlower layout of the branch
+                h = hashlib.md5(key.encode()).hexdigest()
+                logs.append(b"M 100644 :1 %s/%s/%s.log\n"
+                            % (h[:3].encode(), h[3:6].encode(),
+                               key.encode()))
     add(b"\n")
+    if annex_parent:
+        add(b"commit refs/heads/git-annex\n")
+        add(b"committer bench <bench@example.com> 1700000000 +0000\n")
+        msg = b"bench fixture: location logs"
+        add(b"data %d\n%s\n" % (len(msg), msg))
+        add(b"from %s\n" % annex_parent.encode())
+        uuids = uuid_log + b"%s bench-origin timestamp=%s\n" % (
+            ORIGIN_UUID.encode(), LOG_TIME)
+        add(b"M 100644 inline uuid.log\ndata %d\n%s\n"
+            % (len(uuids), uuids))
+        chunks.extend(logs)
+        add(b"\n")
     return b"".join(chunks)
 
 
@@ -108,8 +140,13 @@ def build_dataset(path: Path, n_files: int, log=print) -> float:
     subprocess.run(["datalad", "create",
                     str(path)], check=True, capture_output=True, env=env)
     head = git(path, "rev-parse", "HEAD").stdout.strip()
-    stream = fast_import_stream(n_files, head)
+    annex = git(path, "rev-parse", "refs/heads/git-annex").stdout.strip()
+    uuids = git(path, "cat-file", "blob", "git-annex:uuid.log",
+                check=False).stdout.encode()
+    stream = fast_import_stream(n_files, head, annex, uuids)
     git(path, "fast-import", "--quiet", input=stream)
+    # git-annex builds its index of the branch (one entry per key) once
+    git(path, "annex", "merge", "-q")
     branch = git(path, "symbolic-ref", "--short", "HEAD").stdout.strip()
     git(path, "reset", "--hard", "-q", "refs/heads/bench-import")
     git(path, "branch", "-D", "bench-import")
@@ -164,6 +201,15 @@ def reset_dataset(path: Path):
     for db in gitdir.glob("*.db"):      # the peer's store: .git/<dsid>.db
         db.unlink()
     git(path, "update-ref", "-d", "refs/bench/floor", check=False)
+    # the setting the committed figures were measured with (the default,
+    # "commit", costs each finish the floor "git annex add ... git-annex
+    # branch committed")
+    git(path, "config", "datalad.hpcdata.annex-journal", "defer")
+    # location logs a run left in git-annex's journal: committed now, not
+    # by some git-annex call in the middle of the next measurement
+    journal = gitdir / "annex" / "journal"
+    if journal.is_dir() and any(journal.iterdir()):
+        git(path, "annex", "merge", "-q")
 
 
 def tracked_files(path: Path) -> int:

@@ -69,6 +69,8 @@ def plot(R: dict, path: Path):
     size_panel(axes[3], (
         ("floor", "sacct_1_s", ":", "one sacct call (floor)"),
         ("floor", "annex_add_4_s", "-.", "git annex add, 4 files (floor)"),
+        ("floor", "annex_add_4_commit_s", "--",
+         "same + git-annex branch commit (not done by finish)"),
         ("api", "list_batch_s", "-", "API"),
         ("cli", "list_batch_s", "-", "CLI"),
         ("peer", "list_batch_s", "-", "peer CLI")),

@@ -37,7 +37,13 @@ import stat
 
 from ..runner import run
 from .git import GitError, git
-from .scratch import _KeysDbOnScratch, annex_command, git_add, no_split_env
+from .scratch import (
+    _KeysDbOnScratch,
+    annex_command,
+    annex_commit_option,
+    git_add,
+    no_split_env,
+)
 
 #: backend -> hashlib name; anything else goes through ``git annex add``
 HASHES = {"MD5": "md5", "SHA1": "sha1", "SHA256": "sha256",
@@ -219,7 +225,7 @@ def register(root: str, keys: dict, index: str) -> dict:
             _freeze(obj)
             _freeze(objdir)
         os.symlink(os.path.relpath(obj, os.path.dirname(full)), full)
-    _annex(root, ["setpresentkey", "--batch"],
+    _annex(root, ["setpresentkey", *annex_commit_option(root), "--batch"],
            "".join("%s %s 1\n" % (k, uuid)
                    for k in sorted(set(keys.values()))))
     return git_add(root, sorted(keys), index)

@@ -285,7 +285,8 @@ def _dirs_above(path: str) -> list[str]:
     return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
-def update_index(root: str, entries: dict, deleted=()) -> str:
+def update_index(root: str, entries: dict, deleted=(),
+                 undo: list | None = None) -> str:
     """Bring the index up to date for exactly these paths: `entries` (path
     -> (mode, sha)) staged as given, `deleted` removed.
 
@@ -294,7 +295,11 @@ def update_index(root: str, entries: dict, deleted=()) -> str:
     deletions, an index git must rewrite, the user's ``core.splitIndex=
     false``, a ``post-index-change`` hook -- goes to one ``git
     update-index --index-info``, which also splits a large index once when
-    ``core.splitIndex`` is unset.  Returns "split" or "git"."""
+    ``core.splitIndex`` is unset.  `undo` gets what :func:`restore_index`
+    needs to give these paths their old entries back: the old split file
+    (a few kB; nothing else is read), or the paths' old entries when git
+    does the update (it reads the whole index anyway).  Returns "split" or
+    "git"."""
     if not entries and not deleted:
         return "none"
     settings = config(root)
@@ -304,27 +309,83 @@ def update_index(root: str, entries: dict, deleted=()) -> str:
         "hooks/post-index-change", "--git-dir").stdout.splitlines()
     index, hook, git_dir = (os.path.join(root, p) for p in
                             (index, hook, git_dir))
+    paths = sorted(set(entries) | set(deleted))
     if not deleted and split not in ("false", "no", "off", "0") \
-            and not os.path.exists(hook) and not _type_changes(root, entries):
+            and _has_shared_index(git_dir) and not os.path.exists(hook) \
+            and not _type_changes(root, entries):
         try:
-            gitindex.add_entries(index, git_dir, root, entries,
-                                 settings.get("splitindex.maxpercentchange"))
+            old, written = gitindex.add_entries(
+                index, git_dir, root, entries,
+                settings.get("splitindex.maxpercentchange"))
+            if undo is not None:
+                undo.append(("split", index, git_dir, old, written, paths))
             return "split"
         except gitindex.Unsupported:
             pass
         except gitindex.Locked as e:
             raise GitError(str(e)) from e
-    info = "".join("%s %s\t%s\0" % (mode, sha, path)
-                   for path, (mode, sha) in entries.items())
-    info += "".join("0 %s\t%s\0" % (ZERO, path) for path in deleted)
+    if undo is not None:
+        undo.append(("git", index_info(ls_files_stage(root, paths), paths)))
     opts = []
     sparse = any(settings.get(k, "").lower() == "true"
                  for k in ("index.sparse", "core.sparsecheckout"))
     if not split and not sparse and \
             _index_entries(index) >= SPLIT_INDEX_MIN_ENTRIES:
         opts = ["-c", "core.splitIndex=true"]
-    git(root, *opts, "update-index", "-z", "--index-info", input=info)
+    git(root, *opts, "update-index", "-z", "--index-info",
+        input=index_info(entries, paths))
     return "git"
+
+
+def index_info(entries: dict, paths) -> str:
+    """``--index-info`` input that sets `paths` to `entries` (path ->
+    (mode, sha)); paths without an entry are removed from the index."""
+    return "".join("%s %s\t%s\0" % (entries[p][0], entries[p][1], p)
+                   if p in entries else "0 %s\t%s\0" % (ZERO, p)
+                   for p in paths)
+
+
+def restore_index(root: str, undo: list) -> None:
+    """Give the index back the entries noted by :func:`update_index`.
+
+    A split file nobody rewrote since is put back as it was; otherwise the
+    paths' old entries are read from a copy of the old split file (its
+    shared part is still in the git dir; HEAD's entries if it is gone) and
+    git sets them (this failure path may read the whole index)."""
+    for rec in reversed(undo):
+        if rec[0] == "git":
+            info = rec[1]
+        else:
+            _, index, git_dir, old, written, paths = rec
+            if gitindex.restore(index, old, written):
+                continue
+            info = index_info(_old_entries(root, git_dir, old, paths), paths)
+        if info:
+            git(root, "update-index", "-z", "--index-info", input=info)
+    undo.clear()
+
+
+def _old_entries(root: str, git_dir: str, old: bytes, paths) -> dict:
+    copy = os.path.join(git_dir, "hpcdata-undo-%d.index" % os.getpid())
+    try:
+        with open(copy, "wb") as f:
+            f.write(old)
+        return ls_files_stage(root, paths, env={"GIT_INDEX_FILE": copy})
+    except (GitError, OSError):
+        return ls_tree(root, "HEAD", paths)
+    finally:
+        if os.path.lexists(copy):
+            os.unlink(copy)
+
+
+def _has_shared_index(git_dir: str) -> bool:
+    """Could the index be split?  (Not without a shared index file: then
+    the index is not parsed just to find that out.)"""
+    try:
+        with os.scandir(git_dir) as it:
+            return any(e.name.startswith("sharedindex.") for e in it)
+    except OSError:
+        return True
 
 
 def _index_entries(index: str) -> int:

@@ -275,20 +275,26 @@ def rewrite(data: bytes, git_dir: str, index_dir: str,
     return serialize(version, entries, out, checksum=any(data[-20:]))
 
 
-def add_entries(index: str, git_dir: str, root: str,
-                entries: dict[str, tuple[str, str]],
-                max_percent: str | None = None) -> None:
-    """Add or replace `entries` (path -> (mode, sha)) in the split index
-    file `index`; the worktree files under `root` give the stat data.
-
-    Raises :class:`Unsupported` (nothing changed) when git must do it,
-    :class:`Locked` when ``index.lock`` exists."""
+def _lock(index: str) -> int:
     lock = index + ".lock"
     try:
-        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        return os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except FileExistsError as e:
         raise Locked("%s exists: another git process is writing the index"
                      % lock) from e
+
+
+def add_entries(index: str, git_dir: str, root: str,
+                entries: dict[str, tuple[str, str]],
+                max_percent: str | None = None) -> tuple[bytes, bytes]:
+    """Add or replace `entries` (path -> (mode, sha)) in the split index
+    file `index`; the worktree files under `root` give the stat data.
+
+    Returns (old content, sha1 of the new content): what :func:`restore`
+    needs to undo it.  Raises :class:`Unsupported` (nothing changed) when
+    git must do it, :class:`Locked` when ``index.lock`` exists."""
+    lock = index + ".lock"
+    fd = _lock(index)
     try:
         with os.fdopen(fd, "wb") as f:
             try:
@@ -305,15 +311,52 @@ def add_entries(index: str, git_dir: str, root: str,
                 except FileNotFoundError as e:
                     raise Unsupported("%s is gone" % path) from e
                 new[name] = new_entry(mode, sha, name, st_file)
-            f.write(rewrite(data, git_dir, os.path.dirname(index), new,
-                            max_percent))
+            written = rewrite(data, git_dir, os.path.dirname(index), new,
+                              max_percent)
+            f.write(written)
             os.fchmod(f.fileno(), st.st_mode & 0o7777)
         # same timestamp as before: git's racy check stays as it was
         os.utime(lock, ns=(st.st_atime_ns, st.st_mtime_ns))
         os.replace(lock, index)
     except BaseException:
-        try:
-            os.unlink(lock)
-        except OSError:
-            pass
+        _unlink(lock)
         raise
+    return data, hashlib.sha1(written).digest()
+
+
+def restore(index: str, old: bytes, written: bytes) -> bool:
+    """Put the split index file `old` back if `index` still holds exactly
+    what :func:`add_entries` wrote (sha1 `written`); False (nothing
+    changed) if anything rewrote it since, or it is locked."""
+    lock = index + ".lock"
+    try:
+        fd = _lock(index)
+    except Locked:
+        return False
+    try:
+        with os.fdopen(fd, "wb") as f:
+            try:
+                with open(index, "rb") as cur:
+                    same = hashlib.sha1(cur.read()).digest() == written
+                    st = os.fstat(cur.fileno())
+            except FileNotFoundError:
+                same = False
+            if same:
+                f.write(old)
+                os.fchmod(f.fileno(), st.st_mode & 0o7777)
+        if not same:
+            _unlink(lock)
+            return False
+        os.utime(lock, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.replace(lock, index)
+    except BaseException:
+        _unlink(lock)
+        raise
+    return True
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass

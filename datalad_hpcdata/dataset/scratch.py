@@ -6,9 +6,10 @@ not the dataset.  What they staged is read back (path -> (mode, sha)) and
 :func:`.git.update_index` tells the real index.  Three details keep that
 true for git-annex too: the real git-annex binary is run (not the PyPI
 wheel's Python wrapper), git-annex's keys database is not diffed against
-the scratch index (:class:`_KeysDbOnScratch`), and scratch indexes are never
+the scratch index (:class:`_KeysDbOnScratch`), scratch indexes are never
 split (no ``sharedindex.*`` files left behind when the user has
-``core.splitIndex=true``).
+``core.splitIndex=true``), and git-annex's location-log changes stay in its
+journal when the dataset chose that (:func:`annex_commit_option`).
 """
 
 from __future__ import annotations
@@ -110,6 +111,34 @@ class _KeysDbOnScratch:
                 now or ZERO, check=False)
 
 
+JOURNAL_CONFIG = "datalad.hpcdata.annex-journal"
+
+
+def annex_commit_option(root) -> list[str]:
+    """``-c annex.alwayscommit=false`` when the dataset chose
+    ``datalad.hpcdata.annex-journal=defer`` (and did not set
+    ``annex.alwayscommit`` itself, which git-annex then follows).
+
+    By default (``commit``) git-annex ends each command by committing the
+    location logs of the keys it added to the git-annex branch, as after
+    ``datalad save``: a clone sees at once where the content is.  That
+    commit goes through ``.git/annex/index``, one entry per key of the
+    dataset, and rewrites it (~3 s at 900,000 keys).  Deferred, the logs
+    stay in git-annex's journal, which git-annex itself reads first; the
+    next git-annex command that commits (``git annex merge``, ``sync``,
+    ``datalad push``) commits them all at once, and until then clones do
+    not know the content is here."""
+    proc = git(root, "config", "--get", "annex.alwayscommit", check=False)
+    if proc.stdout.strip():
+        return []
+    mode = git(root, "config", "--get", JOURNAL_CONFIG,
+               check=False).stdout.strip() or "commit"
+    if mode not in ("commit", "defer"):
+        raise ValueError("%s must be 'commit' or 'defer', not %r"
+                         % (JOURNAL_CONFIG, mode))
+    return ["-c", "annex.alwayscommit=false"] if mode == "defer" else []
+
+
 def rev_parse_ref(repo, ref) -> str | None:
     proc = git(repo, "rev-parse", "--verify", "-q", ref, check=False)
     return proc.stdout.strip() if proc.returncode == 0 else None
@@ -132,7 +161,8 @@ def annex_add(root: str, files: list[str], index: str) -> dict:
     env["GIT_INDEX_FILE"] = index
     try:
         with _KeysDbOnScratch(root):
-            proc = run(list(prefix) + ["add", "--batch", "--json",
+            proc = run(list(prefix) + ["add", *annex_commit_option(root),
+                                       "--batch", "--json",
                                        "--json-error-messages"],
                        cwd=root, input="\n".join(files) + "\n", env=env,
                        check=True, error=GitError)

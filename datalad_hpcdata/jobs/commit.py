@@ -41,14 +41,12 @@ from .. import faults
 from ..dataset.annexkeys import hash_files, make_keys
 from ..dataset.annexkeys import register as register_keys
 from ..dataset.git import (
-    ZERO,
     GitError,
     TreeEditor,
     commit_tree,
-    git,
     head_tree,
-    ls_files_stage,
     ls_tree,
+    restore_index,
     rev_parse,
     update_index,
     update_ref,
@@ -109,22 +107,6 @@ def _declared(path: str, specs: list[str]) -> bool:
     return False
 
 
-def index_entries(entries: dict, paths: list[str]) -> str:
-    """``--index-info`` input that sets `paths` to `entries` (path ->
-    (mode, sha)); paths without an entry are removed from the index."""
-    return "".join("%s %s\t%s\0" % (entries[p][0], entries[p][1], p)
-                   if p in entries else "0 %s\t%s\0" % (ZERO, p)
-                   for p in paths)
-
-
-def restore_index(root: str, undo: list[str]) -> None:
-    """Give the real index back the entries noted by :func:`stage`."""
-    for info in reversed(undo):
-        if info:
-            git(root, "update-index", "-z", "--index-info", input=info)
-    undo.clear()
-
-
 def stage(root: str, files: list[str], deleted: list[str], annex: bool,
           scratch_index: str, undo: list | None = None,
           keys: dict | None = None) -> dict:
@@ -134,11 +116,9 @@ def stage(root: str, files: list[str], deleted: list[str], annex: bool,
     under that key without being read again, the other files that qualify
     are hashed here and annexed alike, in bulk (:mod:`..dataset.annexkeys`;
     the rest: ``git annex add``).  Returns path -> (mode, sha) of the
-    staged files; `undo` gets what restores the real index's previous
-    entries for these paths."""
-    if undo is not None and (files or deleted):
-        paths = sorted(set(files) | set(deleted))
-        undo.append(index_entries(ls_files_stage(root, paths), paths))
+    staged files; `undo` gets what :func:`restore_index` needs to give the
+    real index back its previous entries for these paths (read without
+    reading the whole index)."""
     staged = {}
     keyed = {}
     if annex:
@@ -152,7 +132,7 @@ def stage(root: str, files: list[str], deleted: list[str], annex: bool,
     if keyed:
         staged.update(register_keys(root, keyed, scratch_index + ".keys"))
     # the real index learns exactly these paths (no whole-index rewrite)
-    update_index(root, staged, deleted)
+    update_index(root, staged, deleted, undo)
     return staged
 
 
