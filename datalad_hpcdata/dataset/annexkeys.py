@@ -40,8 +40,8 @@ from .git import GitError, git
 from .scratch import (
     _KeysDbOnScratch,
     annex_command,
-    annex_commit_option,
     git_add,
+    journal_committed,
     no_split_env,
 )
 
@@ -225,7 +225,12 @@ def register(root: str, keys: dict, index: str) -> dict:
             _freeze(obj)
             _freeze(objdir)
         os.symlink(os.path.relpath(obj, os.path.dirname(full)), full)
-    _annex(root, ["setpresentkey", *annex_commit_option(root), "--batch"],
+    _annex(root, ["setpresentkey", "--batch"],
            "".join("%s %s 1\n" % (k, uuid)
                    for k in sorted(set(keys.values()))))
+    if journal_committed(root):
+        # setpresentkey only journals; commit the location logs to the
+        # git-annex branch as git annex add would (merge does just that
+        # when there is nothing to merge)
+        _annex(root, ["merge", "-q"], "")
     return git_add(root, sorted(keys), index)

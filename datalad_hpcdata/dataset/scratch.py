@@ -114,6 +114,16 @@ class _KeysDbOnScratch:
 JOURNAL_CONFIG = "datalad.hpcdata.annex-journal"
 
 
+def journal_committed(root) -> bool:
+    """Whether location logs are committed to the git-annex branch at the
+    end of each git-annex call (see :func:`annex_commit_option`)."""
+    proc = git(root, "config", "--get", "--type=bool", "annex.alwayscommit",
+               check=False)
+    if proc.stdout.strip():
+        return proc.stdout.strip() == "true"
+    return annex_commit_option(root) == []
+
+
 def annex_commit_option(root) -> list[str]:
     """``-c annex.alwayscommit=false`` when the dataset chose
     ``datalad.hpcdata.annex-journal=defer`` (and did not set
