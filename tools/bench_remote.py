@@ -100,6 +100,15 @@ class Bench:
         return self.sample(name, run_timed(list(args), repo, self.env,
                                            server or self.s3))
 
+    def phase(self, name: str, repo: Path, *args: str) -> None:
+        take_rss(self.rssdir)
+        got = envmod.phases(["git", "annex", *args, "big.bin"], repo,
+                            self.env)
+        take_rss(self.rssdir)
+        self.results.setdefault("phases", {})[name] = got
+        print("  phases of %-24s %s" % (name, ", ".join(
+            "%s %.2f s" % kv for kv in got.items())), flush=True)
+
     def init_s3_remotes(self, repo: Path, ours: str, builtin: str) -> None:
         self.git(repo, "annex", "initremote", ours, "type=external",
                  "externaltype=hpcdata", "encryption=none", "store=s3",
@@ -153,6 +162,13 @@ class Bench:
             # every download from an external remote)
             self.timed("large git-annex hash", repo, "git", "annex", "fsck",
                        "big.bin")
+            if rep == 0:  # once: where the time of a transfer goes
+                self.git(repo, "annex", "drop", "big.bin")
+                self.phase("large download ours", repo, "get",
+                           "--from=ours")
+                self.git(repo, "annex", "drop", "--force", "--from=ours",
+                         "big.bin")
+                self.phase("large upload ours", repo, "copy", "--to=ours")
             for r in ("ours", "builtin"):
                 self.git(repo, "annex", "drop", "--force", "--from=" + r,
                          "big.bin")
@@ -209,6 +225,9 @@ class Bench:
                     self.timed("zenodo get ours" + verify, repo, "git",
                                *extra, "annex", "get", "big.bin",
                                server=server)
+                if rep == 0:
+                    self.git(repo, "annex", "drop", "--force", "big.bin")
+                    self.phase("zenodo get ours", repo, "get")
                 # the remote's download code alone (no git-annex)
                 record = run_timed(
                     [sys.executable, str(HERE / "bench_remote.py"),

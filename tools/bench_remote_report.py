@@ -155,6 +155,20 @@ def sweep_rows(R: dict) -> list[str]:
     return rows
 
 
+def phase_rows(R: dict) -> list[str]:
+    """One transfer of each kind with ``--debug``: git-annex's protocol
+    log tells when it sent ``TRANSFER`` and got ``TRANSFER-SUCCESS``."""
+    rows = ["| transfer (one, with `--debug`) | before `TRANSFER` | inside "
+            "the remote | after `TRANSFER-SUCCESS` | whole command |",
+            "|---|---|---|---|---|"]
+    for name, got in sorted((R.get("phases") or {}).items()):
+        if got:
+            rows.append("| %s | %.2f s | %.2f s | %.2f s | %.2f s |" % (
+                name, got["before"], got["remote"], got["after"],
+                got["wall"]))
+    return rows
+
+
 def targets(R: dict) -> list[str]:
     size = R["config"]["large"]
     big = ("1 GiB" if size == 1024 * MIB else "%d MiB" % (size // MIB))
@@ -239,6 +253,7 @@ def markdown(R: dict) -> str:
         "## Targets", ""] + targets(R) + [
         "", "## %d MiB through S3 (SeaweedFS on loopback, tmpfs)" % size, ""
     ] + large_rows(R) + [
+        "", "Where the time of a transfer goes:", ""] + phase_rows(R) + [
         "", "## %d MiB from a Zenodo loopback server (sendfile)" % size, ""
     ] + zenodo_rows(R) + [
         "", "## %d files of %d bytes" % (cfg["files"], cfg["file_size"]), ""

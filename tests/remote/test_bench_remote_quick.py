@@ -37,6 +37,10 @@ def test_bench_remote_quick(tmp_path):
                  "small builtin copy -J8", "sweep upload 8 MiB x 2"):
         assert name in names
     assert results["medians"]["large upload ours"]["remote_rss"] > 0
+    for name in ("large download ours", "large upload ours",
+                 "zenodo get ours"):  # parsed from git-annex's --debug log
+        phases = results["phases"][name]
+        assert phases["remote"] > 0 and phases["wall"] >= phases["remote"]
     assert len(results["load_start"]) == len(results["load_end"]) == 3
     report = (out / "remote-results.md").read_text()
     assert "| target | figure | verdict |" in report
