@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -304,6 +305,44 @@ def run_timed(argv: list[str], cwd: Path, env: dict[str, str],
             "maxrss": usage.ru_maxrss * 1024, "load": load,
             "server_cpu": (server.cpu() - cpu0) if server is not None
             else None, "stdout": out.decode(errors="replace")}
+
+
+_STAMP = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\]")
+
+
+def phases(argv: list[str], cwd: Path, env: dict[str, str]) -> dict:
+    """Where the time of one ``git annex`` transfer through an external
+    remote goes, from its ``--debug`` protocol log: before git-annex sends
+    ``TRANSFER``, inside the remote (``TRANSFER`` to ``TRANSFER-SUCCESS``),
+    and after the reply (git-annex finishing its hash, moving the file,
+    updating the location log)."""
+    start = time.time()
+    proc = subprocess.run(argv + ["--debug"], cwd=str(cwd), env=env,
+                          capture_output=True, text=True)
+    end = time.time()
+    if proc.returncode:
+        raise RuntimeError("%s failed: %s" % (" ".join(argv),
+                                              proc.stderr[-2000:]))
+    sent = done = None
+    for line in proc.stderr.splitlines():
+        match = _STAMP.match(line)
+        if not match:
+            continue
+        if "<-- TRANSFER " in line and sent is None:
+            sent = _epoch(match.group(1))
+        elif "--> TRANSFER-SUCCESS " in line:
+            done = _epoch(match.group(1))
+    if sent is None or done is None:
+        return {}
+    return {"before": sent - start, "remote": done - sent,
+            "after": end - done, "wall": end - start}
+
+
+def _epoch(stamp: str) -> float:
+    """git-annex's debug time stamp (local time) as seconds since 1970."""
+    day, _, frac = stamp.partition(".")
+    return time.mktime(time.strptime(day, "%Y-%m-%d %H:%M:%S")) + float(
+        "0." + frac)
 
 
 def git_env(extra: dict[str, str], bindir: Path) -> dict[str, str]:

@@ -31,9 +31,19 @@ def test_bench_remote_quick(tmp_path):
     for what in ("upload", "download"):
         for who in ("boto3", "ours", "builtin"):
             assert "large %s %s" % (what, who) in names
-    for name in ("zenodo curl", "zenodo get ours", "small ours copy -J8",
+    for name in ("zenodo curl", "zenodo get ours", "zenodo get ours noverify",
+                 "large download ours noverify", "large git-annex hash",
+                 "small ours copy -J8",
                  "small builtin copy -J8", "sweep upload 8 MiB x 2"):
         assert name in names
     assert results["medians"]["large upload ours"]["remote_rss"] > 0
+    for name in ("large download ours", "large upload ours",
+                 "zenodo get ours"):  # parsed from git-annex's --debug log
+        phases = results["phases"][name]
+        assert phases["remote"] > 0 and phases["wall"] >= phases["remote"]
+    assert len(results["load_start"]) == len(results["load_end"]) == 3
     report = (out / "remote-results.md").read_text()
     assert "| target | figure | verdict |" in report
+    assert "Machine load (1/5/15 min) at the start" in report
+    # memory is compared per direction, at every size
+    assert "remote memory independent of file size (upload)" in report
