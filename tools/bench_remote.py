@@ -283,7 +283,15 @@ class Bench:
                     argv = [sys.executable, str(HERE / "bench_remote.py"),
                             "--sweep-one", str(unit), str(conc),
                             str(self.large_obj), str(out), self.s3.endpoint]
-                    record = run_timed(argv, self.root, self.env, self.s3)
+                    try:
+                        record = run_timed(argv, self.root, self.env,
+                                           self.s3)
+                    except RuntimeError as exc:  # e.g. a server error
+                        self.results.setdefault("failed", []).append(
+                            "sweep %d MiB x %d: %s" % (unit, conc,
+                                                       str(exc)[-300:]))
+                        print("  sweep %d MiB x %d failed" % (unit, conc))
+                        continue
                     got = json.loads(record["stdout"])
                     for what in ("upload", "download"):
                         name = "sweep %s %d MiB x %d" % (what, unit, conc)
@@ -435,6 +443,10 @@ def main() -> int:
                         help="rounds of the large and Zenodo phases")
     parser.add_argument("--files", type=int, metavar="N",
                         help="number of small files")
+    parser.add_argument("--sweep-units", type=int, nargs="+", metavar="MIB",
+                        help="part sizes of the sweep")
+    parser.add_argument("--sweep-reps", type=int, metavar="N",
+                        help="rounds of the sweep")
     parser.add_argument("--report", metavar="JSON")
     parser.add_argument("--zenodo-server", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--boto3", nargs=5, help=argparse.SUPPRESS)
@@ -470,6 +482,10 @@ def main() -> int:
         cfg["reps"] = args.reps
     if args.files:
         cfg["files"] = args.files
+    if args.sweep_units:
+        cfg["units"] = args.sweep_units
+    if args.sweep_reps:
+        cfg["sweep_reps"] = args.sweep_reps
     root = Path(tempfile.mkdtemp(prefix="hpcdata-bench-remote-",
                                  dir=args.work))
     s3 = envmod.Seaweed(root, weed)
@@ -484,12 +500,17 @@ def main() -> int:
         for phase in ("large", "zenodo", "small", "sweep"):
             if phase in args.only:
                 getattr(bench, phase)()
+                # a later failure keeps what was measured so far
+                out.mkdir(parents=True, exist_ok=True)
+                (out / "remote-results.partial.json").write_text(
+                    json.dumps(bench.results, indent=1) + "\n")
         bench.results.update(load_end=os.getloadavg(),
                              ended=time.strftime("%Y-%m-%d %H:%M:%S UTC",
                                                  time.gmtime()))
         summarize(bench.results)
         out.mkdir(parents=True, exist_ok=True)
         report.write(bench.results, out, not args.no_plot)
+        (out / "remote-results.partial.json").unlink()
     finally:
         s3.stop()
         for path, dirs, _ in os.walk(root):  # annex objects are read-only

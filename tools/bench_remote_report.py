@@ -279,9 +279,11 @@ def plot(R: dict, path: Path) -> None:
                                        ("builtin", "#d62728"))):
         values = []
         for _, what in groups:
-            who = "boto3" if name == "boto3" else name
-            key = "large %s %s" % (what.split()[0] if who == "boto3"
-                                   else what, who)
+            if name == "boto3":  # boto3 has one download, no hash to turn off
+                key = "large %s boto3" % what.split()[0]
+            else:  # "large download ours noverify"
+                first, _, rest = what.partition(" ")
+                key = ("large %s %s %s" % (first, name, rest)).rstrip()
             values.append(rate(R, key, size) or 0)
         ax.bar([g + (i - 1) * 0.27 for g in range(len(groups))], values,
                0.27, color=color, label={"ours": "this remote",
@@ -316,11 +318,12 @@ def plot(R: dict, path: Path) -> None:
     ax = axes[1][1]
     for conc, style in zip(R["config"]["concurrencies"], ("o-", "s-", "^-")):
         units = R["config"]["units"]
+        # a failed setting is a gap in its line, not a zero
         ax.plot(units, [rate(R, "sweep upload %d MiB x %d" % (u, conc), size)
-                        or 0 for u in units], style, color="#1f77b4",
-                label="upload x%d" % conc)
+                        or float("nan") for u in units], style,
+                color="#1f77b4", label="upload x%d" % conc)
         ax.plot(units, [rate(R, "sweep download %d MiB x %d" % (u, conc),
-                             size) or 0 for u in units], style,
+                             size) or float("nan") for u in units], style,
                 color="#2ca02c", label="download x%d" % conc)
     ax.set_xscale("log", base=2)
     ax.set_xlabel("part / range size (MiB)")
