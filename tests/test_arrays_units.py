@@ -112,6 +112,12 @@ def test_plan_keys_honours_the_dataset(tmp_path):
     sizes = {"big.bin": 1 << 20, "small.txt": 10, ".gitignore": 3}
     assert plan_keys(plain.path, sizes) == {"big.bin": ("MD5E", "md5"),
                                             "small.txt": ("MD5E", "md5")}
+    # dotfiles go to git with git annex add unless annex.dotfiles is set
+    dots = {"out/.hidden": 1, ".cache/x.bin": 1, "out/y.bin": 1}
+    assert plan_keys(plain.path, dots) == {"out/y.bin": ("MD5E", "md5")}
+    plain.config.set("annex.dotfiles", "true", scope="local")
+    assert set(plan_keys(plain.path, dots)) == set(dots)
+    plain.config.unset("annex.dotfiles", scope="local")
     # a largefiles rule is git-annex's to evaluate: git annex add then
     text = dl.create(str(tmp_path / "text"), cfg_proc="text2git",
                      result_renderer="disabled")

@@ -106,9 +106,13 @@ def plan_keys(root: str, sizes: dict) -> dict:
         return {}
     largefiles = cfg.get("annex.largefiles")
     backend = cfg.get("annex.backend") or DEFAULT_BACKEND
+    # git annex add puts dotfiles (and files in dot-directories) into git
+    # unless annex.dotfiles is set: leave those to it
+    dotfiles = cfg.get("annex.dotfiles", "false").lower() not in FALSE
     out = {}
     for path, attrs in _attrs(root, sorted(sizes)).items():
-        if "\n" in path:
+        if "\n" in path or not dotfiles and any(
+                part.startswith(".") for part in path.split("/")):
             continue
         rule = attrs.get("annex.largefiles", largefiles)
         if rule not in (None, "anything"):
