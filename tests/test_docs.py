@@ -451,7 +451,14 @@ def help_options(cmd: str) -> set[str]:
         [str(Path(sys.executable).parent / "datalad"), cmd, "--help"],
         capture_output=True, text=True, env=env, check=True).stdout
     opts = out[out.lower().index("\noptions:"):]
-    return set(re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", opts))
+    found = set()
+    for line in opts.splitlines():
+        # an option's own line ("  -d DATASET, --dataset DATASET  text"),
+        # not options named in another option's description
+        if re.match(r"^ {1,6}-", line):
+            head = re.split(r"\s{2,}", line.strip(), maxsplit=1)[0]
+            found.update(re.findall(r"(?<![\w-])(--?[A-Za-z][\w-]*)", head))
+    return found
 
 
 def test_site_builds_and_links_are_whole(site):
