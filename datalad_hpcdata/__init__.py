@@ -4,6 +4,8 @@ Layout and import rule: see docs/architecture.md (checked by
 tests/test_layout.py).
 """
 
+from .commands.cmdline import build_only_our_parser
+
 __version__ = "0.1.0"
 
 command_suite = (
@@ -15,5 +17,10 @@ command_suite = (
          "slurm-finish", "slurm_finish"),
         ("datalad_hpcdata.commands.reschedule", "SlurmReschedule",
          "slurm-reschedule", "slurm_reschedule"),
+        ("datalad_hpcdata.commands.graph", "SlurmGraph",
+         "slurm-graph", "slurm_graph"),
     ],
 )
+
+# `datalad slurm-finish -l` and the like: one parser, not every command's
+build_only_our_parser(command_suite)

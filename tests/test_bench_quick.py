@@ -30,7 +30,8 @@ def quick_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     cache = tmp_path_factory.mktemp("bench-cache")
     argv = [sys.executable, str(TOOLS / "bench.py"), "--quick", "--out",
-            str(out), "--cache", str(cache)]
+            str(out), "--cache", str(cache), "--record-jobs",
+            str(out / "jobs.txt")]
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -56,12 +57,16 @@ def test_quick_figures(quick_results):
     for n in sizes:
         rec = R["sizes"][str(n)]
         assert rec["files_tracked"] >= n
-        _median(rec["floor"], "sbatch_s")
-        _median(rec["floor"], "commit_plumbing_s")
+        for key in ("sbatch_s", "commit_plumbing_s", "sacct_1_s",
+                    "annex_add_4_s", "annex_add_80_s"):
+            _median(rec["floor"], key)
         for var in ("api", "cli"):
             for key in ("schedule_s", "finish_many_per_job_s",
-                        "finish_single_s"):
+                        "finish_single_s", "list_batch_s"):
                 _median(rec[var], key)
+        # the warm-up finish committed one job; its cost is kept apart
+        assert rec["api"]["first_finish_s"] > 0
+        assert rec["index_after"]["index_bytes"] > 0
         assert rec["cli"]["finish_peak_rss_mib"] > 0
         assert "peer" not in rec          # quick mode: no peer by default
     pts = R["list"]["points"]
@@ -90,8 +95,44 @@ def test_quick_outputs(quick_results):
 
 
 def test_no_jobs_left(quick_results):
-    """Every job the benchmark submitted is gone from the queue."""
+    """Every job the benchmark submitted is gone from the queue (its own
+    ids only: other users' benchmark jobs may share the cluster)."""
     out, R, argv = quick_results
-    q = subprocess.run(["squeue", "-h", "-o", "%j"], capture_output=True,
-                       text=True).stdout.split()
-    assert "hpcbench" not in q
+    ours = (out / "jobs.txt").read_text().split()
+    assert ours, "the benchmark recorded no submitted job"
+    q = subprocess.run(["squeue", "-h", "-r", "-o", "%i", "--jobs",
+                        ",".join(ours)], capture_output=True, text=True)
+    # squeue --jobs fails with "Invalid job id" once all are purged
+    left = set(q.stdout.split()) & set(ours) if q.returncode == 0 else set()
+    assert not left, sorted(left)
+
+
+def test_flat_targets_from_figures():
+    """The issue-16 targets (1M files vs 10k) are computed from a run's
+    figures; checked on made-up figures, no cluster needed."""
+    def rec(sched, many, single, listing):
+        return {k: {"median": v} for k, v in (
+            ("schedule_s", sched), ("finish_many_per_job_s", many),
+            ("finish_single_s", single), ("list_batch_s", listing))}
+    S = {"10000": {"api": rec(0.015, 0.008, 0.15, 0.07),
+                   "cli": rec(0.17, 0.05, 0.30, 0.25)},
+         "1000000": {"api": rec(0.016, 0.009, 0.25, 0.07),
+                     "cli": rec(0.18, 0.08, 0.31, 0.26)}}
+    t = []
+
+    def add(name, value, limit, ok, unit="s"):
+        t.append((name, round(value, 3), bool(ok)))
+    bench.flat_targets({"sizes": S, "config": {"sizes": [10000, 1000000]}},
+                       lambda r, k: r[k]["median"] if r else None, add)
+    got = {name: (value, ok) for name, value, ok in t}
+    assert got["finish many (API), per job at 1000000 files <= 0.010 s"] \
+        == (0.009, True)
+    assert got["finish one at a time (API) at 1000000 files <= 0.2 s"] \
+        == (0.25, False)
+    assert got["finish one at a time (API), 1000000-file / 10000-file "
+               "ratio <= 1.3"] == (1.667, False)
+    assert got["finish many (CLI), 1000000-file / 10000-file ratio <= 1.3"] \
+        == (1.6, False)
+    assert got["list open jobs (API), 1000000-file / 10000-file ratio "
+               "<= 1.3"] == (1.0, True)
+    assert len(t) == 2 + 2 * 4

@@ -23,13 +23,9 @@ from slurmtest import one, text, wait_jobs
 
 from datalad_hpcdata.dataset.handle import DatasetHandle
 from datalad_hpcdata.jobs.record import normalize_record, parse_message
-from datalad_hpcdata.slurm.batch import (
-    LONG_FLAGS,
-    LONG_VALUES,
-    BatchError,
-    header,
-    script_index,
-)
+from datalad_hpcdata.slurm.argv import LONG_FLAGS
+from datalad_hpcdata.slurm.argv import LONG_VALUE as LONG_VALUES
+from datalad_hpcdata.slurm.batch import BatchError, header, script_index
 
 KW = dict(result_renderer="disabled", return_type="list", on_failure="ignore")
 BUSYBOX = shutil.which("busybox")
@@ -176,7 +172,9 @@ def test_option_table_matches_sbatch(slurm, tmp_path):
     script.write_text("#!/bin/sh\ntrue\n")
     wrong = []
     for name in sorted(LONG_FLAGS | LONG_VALUES):
-        if name in ("help", "usage", "version", "wait", "verbose", "quiet"):
+        # --wrap's value is the command (the script name here): it runs
+        if name in ("help", "usage", "version", "wait", "verbose", "quiet",
+                    "wrap"):
             continue
         proc = subprocess.run(["sbatch", "--test-only", "--" + name,
                                str(script)], capture_output=True, text=True,

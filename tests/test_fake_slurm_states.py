@@ -1,11 +1,20 @@
-"""States a real cluster cannot produce on demand, through fake Slurm tools.
+"""What a real cluster cannot produce on demand, through fake Slurm tools.
 
 FAKE SLURM: these tests put shims for sbatch/sacct/squeue/scontrol/scancel
-first on PATH. They cover only what the real single-node cluster cannot be
-made to report at will (COMPLETING, REQUEUED, PREEMPTED, NODE_FAIL,
-OUT_OF_MEMORY, TIMEOUT without waiting minutes, a wrapper submitting two
-jobs, a job purged from accounting).  Everything else is tested against the
-real cluster in test_workflow.py.
+first on PATH.  Everything Slurm can produce on demand is tested for real:
+NODE_FAIL, PREEMPTED (requeue and cancel), REQUEUED, SUSPENDED, DEADLINE,
+TIMEOUT, other-node and 2-node jobs in test_real_states.py (multi-node
+cluster), the rest in test_workflow.py.  Left here, and why:
+
+* OUT_OF_MEMORY: Slurm sets it only from a cgroup OOM event (task/cgroup
+  with memory enforcement); the test cluster runs without cgroups (they are
+  not available in every CI sandbox), and jobacct_gather's OverMemoryKill
+  ends such a job FAILED 0:9 instead (tried on this cluster);
+* COMPLETING as the state accounting reports: it lasts only while the
+  epilog runs, so it cannot be held at will for a test;
+* a job purged from accounting: slurmdbd purges only by age
+  (PurgeJobAfter, in months);
+* a submission printing two job ids: real sbatch submits exactly one.
 """
 
 from __future__ import annotations
@@ -36,10 +45,6 @@ if tool == "sbatch":
         if os.path.exists(os.path.join(state_dir, "sbatch_mode")) else "ok"
     counter = os.path.join(state_dir, "counter")
     n = int(open(counter).read()) if os.path.exists(counter) else 1000
-    if mode == "fail":
-        print("sbatch: error: invalid partition specified: nosuch",
-              file=sys.stderr)
-        sys.exit(1)
     ids = [n + 1, n + 2] if mode == "two" else [n + 1]
     open(counter, "w").write(str(ids[-1]))
     for i in ids:
@@ -106,8 +111,7 @@ def _schedule(ds, out):
 
 def test_transient_and_failed_states(dataset, fake_slurm):
     ds = dataset
-    names = ["COMPLETING", "REQUEUED", "SUSPENDED", "PREEMPTED", "NODE_FAIL",
-             "OUT_OF_MEMORY", "TIMEOUT", "DEADLINE"]
+    names = ["COMPLETING", "OUT_OF_MEMORY"]
     ids = {n: _schedule(ds, "o_%s" % n) for n in names}
     fake_slurm.set(**{"j" + i: n for n, i in ids.items()})
     for n, i in ids.items():
@@ -116,18 +120,15 @@ def test_transient_and_failed_states(dataset, fake_slurm):
                             capture_output=True, text=True).stdout
     # D4: closing failed jobs must never close a job that is completing
     res = dl.slurm_finish(dataset=ds, close_failed_jobs=True, **KW)
-    for n in ("COMPLETING", "REQUEUED", "SUSPENDED"):
-        r = one(res, slurm_job_id=ids[n])
-        assert r["status"] == "notneeded" and r["state"] == n
-    for n in ("PREEMPTED", "NODE_FAIL", "OUT_OF_MEMORY", "TIMEOUT",
-              "DEADLINE"):
-        r = one(res, slurm_job_id=ids[n])
-        assert r["status"] == "ok" and r["state"] == n
-        assert "closed" in text(r)
-    # one batched sacct call for all eight jobs
+    r = one(res, slurm_job_id=ids["COMPLETING"])
+    assert r["status"] == "notneeded" and r["state"] == "COMPLETING"
+    r = one(res, slurm_job_id=ids["OUT_OF_MEMORY"])
+    assert r["status"] == "ok" and r["state"] == "OUT_OF_MEMORY"
+    assert "closed" in text(r)
+    # one batched sacct call for both jobs
     sacct = fake_slurm.calls("sacct")
     assert len(sacct) == 1 and len(sacct[0][sacct[0].index("-j") + 1]
-                                   .split(",")) == 8
+                                   .split(",")) == 2
     assert subprocess.run(["git", "rev-parse", "HEAD"], cwd=ds.path,
                           capture_output=True, text=True).stdout == before
     # the completing job completes and is committed
@@ -162,12 +163,3 @@ def test_wrapper_submitting_two_jobs_is_refused_and_cancelled(dataset,
     assert fake_slurm.calls("scancel")[-1][1:] == ["1001", "1002"]
     from datalad_hpcdata.dataset.handle import DatasetHandle
     assert DatasetHandle(ds).store.jobs() == []
-
-
-def test_sbatch_error_text_is_shown(dataset, fake_slurm):
-    ds = dataset
-    fake_slurm.mode("fail")
-    r = one(dl.slurm_schedule("sbatch -p nosuch job.sh", dataset=ds,
-                              outputs=["x"], **KW), action="slurm-schedule")
-    assert r["status"] == "error"
-    assert "invalid partition specified: nosuch" in text(r)

@@ -31,11 +31,13 @@ from faultkit import (
 from slurmtest import one, text, wait_jobs
 
 from datalad_hpcdata.dataset.handle import DatasetHandle
+from datalad_hpcdata.jobs.cluster import cluster_name
 
 pytestmark = pytest.mark.slurm
 
 KW = dict(result_renderer="disabled", return_type="list", on_failure="ignore")
-SLURM_CONF = Path("/etc/slurm/slurm.conf")
+# the cluster the suite runs on (tools/test.sh exports its SLURM_CONF)
+SLURM_CONF = Path(os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf"))
 
 
 @contextmanager
@@ -158,7 +160,8 @@ def test_slurmdbd_down_for_a_whole_run(slurm, dataset):
     row = store.claim(["old.txt"], {"cmd": "sbatch old", "outputs":
                                     ["old.txt"], "output_specs": ["old.txt"],
                                     "pwd": "."}, None)
-    store.set_submitted(row, "hpcdata", old)
+    # the cluster the suite runs on (jobs of others are not asked about)
+    store.set_submitted(row, cluster_name(DatasetHandle(ds)), old)
     store.con.execute("UPDATE jobs SET submit_time = 1 WHERE row = ?",
                       (row,))
     base = head(ds.path)

@@ -1,6 +1,8 @@
 """Pure units: Slurm output parsing, state classes, records, log patterns."""
 
 import json
+import subprocess
+import time
 
 import pytest
 
@@ -12,12 +14,19 @@ from datalad_hpcdata.jobs.record import (
     normalize_record,
     parse_message,
 )
+from datalad_hpcdata.slurm import SubmissionError
 from datalad_hpcdata.slurm.argv import sbatch_argv
+from datalad_hpcdata.slurm.cli import refused, sacct_argv
 from datalad_hpcdata.slurm.parse import (
+    exit_code_from_status,
+    format_elapsed,
+    format_task_mask,
+    format_time,
     parse_job_ids,
     parse_key_values,
     parse_rss,
     parse_sacct,
+    parse_sbatch_refusal,
     parse_squeue,
 )
 from datalad_hpcdata.slurm.states import (
@@ -71,11 +80,122 @@ def test_unsplit_array_line_is_replaced_by_tasks():
     assert list(res["5"].tasks) == ["1"]
 
 
+# squeue -h -a -r -t all --jobs=... -O SQUEUE_FORMAT on the test cluster
+# (Slurm 22.05.8): an array whose tasks exited 1..3, a held throttled array
+# and a running job cancelled (SIGTERM from scancel)
+SQUEUE = """\
+2222_1|2236|FAILED|256|2026-12-01T22:10:27|2026-12-01T22:10:28|2026-12-01T22:10:29|0:01|vm|
+2222_2|2237|FAILED|512|2026-12-01T22:10:27|2026-12-01T22:10:28|2026-12-01T22:10:29|0:01|vm|
+2222_3|2222|FAILED|768|2026-12-01T22:10:27|2026-12-01T22:10:28|2026-12-01T22:10:29|0:01|vm|
+2223_0|2223|PENDING|0|2026-12-01T22:10:27|N/A|N/A|0:00||
+2223_1|2223|PENDING|0|2026-12-01T22:10:27|N/A|N/A|0:00||
+669|669|CANCELLED|15|2026-12-01T21:57:31|2026-12-01T21:57:31|2026-12-01T21:57:34|0:03|vm|
+"""
+
+
 def test_parse_squeue():
-    text = "7|7|COMPLETING|t|t|t|0:01|vm\n8_2|9|RUNNING|t|t|t|0:01|vm\n"
-    res = parse_squeue(text, ["7", "8"])
-    assert res["7"].state == "COMPLETING" and res["7"].state_class == ACTIVE
-    assert res["8"].tasks["2"].job_id == "9"
+    res = parse_squeue(SQUEUE, ["2222", "2223", "669", "1"])
+    assert set(res) == {"2222", "2223", "669"}
+    arr = res["2222"]
+    assert set(arr.tasks) == {"1", "2", "3"}
+    assert arr.tasks["3"].job_id == "2222" and arr.tasks["1"].job_id == "2236"
+    assert [arr.tasks[t].exit_code for t in "123"] == ["1:0", "2:0", "3:0"]
+    assert arr.state_class == FAILED and arr.exit_status == 3
+    held = res["2223"]
+    assert held.state_class == ACTIVE and held.tasks["0"].start_time is None
+    assert held.tasks["0"].nodes is None
+    assert res["669"].exit_code == "0:15" and res["669"].exit_status == 143
+    assert res["669"].source == "squeue"
+
+
+@pytest.mark.parametrize("status,expected", [
+    (0, "0:0"), (256, "1:0"), (768, "3:0"), (15, "0:15"), (9, "0:9"),
+    # `exit 130`: scontrol says 130:0, sacct 2:0 (it takes 128 off); we
+    # follow sacct, so every source reads the same
+    (33280, "2:0"), ("", None), ("junk", None), (0xfffffffe, None),
+])
+def test_exit_code_from_status_as_sacct(status, expected):
+    assert exit_code_from_status(status) == expected
+
+
+@pytest.mark.parametrize("mask,throttle,expected", [
+    ("0xC", None, "2-3"), ("0x1", None, "0"), ("0x2A", 2, "1,3,5%2"),
+    ("0xF0F", None, "0-3,8-11"),
+    # a long regular series: sacct's step form
+    ("0x%X" % sum(1 << t for t in range(1, 22, 4)), None, "1-21:4"),
+    ("0x%X" % sum(1 << t for t in range(1, 12, 2)), None, "1,3,5,7,9,11"),
+    ("3-4", None, "3-4"),                    # already a range: unchanged
+])
+def test_format_task_mask(mask, throttle, expected):
+    assert format_task_mask(mask, throttle) == expected
+
+
+def test_format_elapsed_and_time():
+    assert format_elapsed(None) == "00:00:00"
+    assert format_elapsed(93784) == "1-02:03:04"
+    assert format_time(0) is None
+    assert format_time(86400 * 365) == time.strftime(
+        "%Y-%m-%dT%H:%M:%S", time.localtime(86400 * 365))
+
+
+def test_sacct_argv_window():
+    since = time.mktime((2026, 3, 1, 12, 0, 0, 0, 0, -1))
+    argv = sacct_argv(["5", "6"], since)
+    assert argv[argv.index("-j") + 1] == "5,6"
+    assert "--noconvert" in argv
+    assert argv[argv.index("-S") + 1] == "2026-02-28T12:00:00"
+    assert argv[argv.index("-E") + 1] == "now"
+    assert "-S" not in sacct_argv(["5"], None)
+
+
+# what sbatch (Slurm 22.05.8) printed for each refusal: recorded with
+# tools/sbatch-refusals.sh against a private controller enforcing limits
+REFUSED = {
+    "QOSMaxSubmitJobPerUserLimit": (
+        "sbatch: error: QOSMaxSubmitJobPerUserLimit\n"
+        "sbatch: error: Batch job submission failed: Job violates "
+        "accounting/QOS policy (job submit limit, user's size and/or time "
+        "limits)"),
+    "AssocMaxSubmitJobLimit": (
+        "sbatch: error: AssocMaxSubmitJobLimit\n"
+        "sbatch: error: Batch job submission failed: Job violates "
+        "accounting/QOS policy (job submit limit, user's size and/or time "
+        "limits)"),
+    "invalid account": (
+        "sbatch: error: Batch job submission failed: Invalid account or "
+        "account/partition combination specified"),
+    "invalid QOS": (
+        "sbatch: error: Batch job submission failed: Invalid qos "
+        "specification"),
+    "MaxJobCount": (
+        "sbatch: error: Slurm temporarily unable to accept job, sleeping "
+        "and retrying\n"
+        "sbatch: error: Batch job submission failed: Resource temporarily "
+        "unavailable"),
+}
+
+
+@pytest.mark.parametrize("limit", sorted(REFUSED))
+def test_sbatch_refusals_name_the_limit(limit):
+    found = parse_sbatch_refusal(REFUSED[limit])
+    assert found and found[0] == limit
+    proc = subprocess.CompletedProcess(["sbatch"], 1, "", REFUSED[limit])
+    err = refused(["sbatch", "--parsable", "job.sh"], proc)
+    assert isinstance(err, SubmissionError) and err.limit == limit
+    assert limit in str(err) and "no job was submitted" in str(err)
+    assert REFUSED[limit].splitlines()[-1] in str(err)   # Slurm's words
+
+
+def test_other_sbatch_errors_are_passed_on():
+    text = "sbatch: error: invalid partition specified: nosuch"
+    assert parse_sbatch_refusal(text) is None
+    err = refused(["sbatch"], subprocess.CompletedProcess(["sbatch"], 1, "",
+                                                          text))
+    assert err.limit == "" and text in str(err)
+    # a limit this table does not know is still named
+    assert parse_sbatch_refusal(
+        "sbatch: error: QOSMaxNodePerJobLimit\nsbatch: error: Batch job "
+        "submission failed: ...")[0] == "QOSMaxNodePerJobLimit"
 
 
 @pytest.mark.parametrize("raw,expected", [

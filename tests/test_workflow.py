@@ -248,7 +248,9 @@ def test_unknown_job_does_not_block_others(slurm, dataset):
     row = store.claim(["ghost.txt"], {"cmd": "sbatch x", "outputs":
                                       ["ghost.txt"], "output_specs":
                                       ["ghost.txt"], "pwd": "."}, None)
-    store.set_submitted(row, "hpcdata", "987654")
+    # submitted to this cluster (a job of another one is not asked about)
+    from datalad_hpcdata.jobs.cluster import cluster_name
+    store.set_submitted(row, cluster_name(DatasetHandle(ds)), "987654")
     # pretend it was submitted long ago (no grace period for fresh jobs)
     store.con.execute("UPDATE jobs SET submit_time = 1 WHERE row = ?", (row,))
     wait_jobs([jid])

@@ -1,4 +1,5 @@
-"""Plot tools/bench.py results: cost vs dataset size, cost vs open jobs.
+"""Plot tools/bench.py results: cost vs dataset size (to 1M files), cost vs
+open jobs.
 
     python tools/bench_plot.py docs/benchmarks/results.json [out.png]
 
@@ -22,7 +23,10 @@ def plot(R: dict, path: Path):
 
     sizes = R["config"]["sizes"]
     S = R["sizes"]
-    fig, axes = plt.subplots(1, 3, figsize=(17, 5.2))
+    fig, grid = plt.subplots(2, 2, figsize=(14, 10))
+    axes = [grid[0][0], grid[0][1], grid[1][1], grid[1][0]]
+    # the size axis spans the sizes measured, at least to 1M files
+    xlim = (min(sizes) / 1.6, max(max(sizes), 1000000) * 1.6)
 
     def series(var, key):
         xs, ys = [], []
@@ -33,7 +37,7 @@ def plot(R: dict, path: Path):
                 ys.append(rec[key]["median"])
         return xs, ys
 
-    def size_panel(ax, lines, title):
+    def size_panel(ax, lines, title, ylabel="seconds per job (median)"):
         for var, key, style, label in lines:
             xs, ys = series(var, key)
             if xs:
@@ -41,8 +45,9 @@ def plot(R: dict, path: Path):
                         label=label)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        ax.set_xlim(*xlim)
         ax.set_xlabel("files tracked by the dataset")
-        ax.set_ylabel("seconds per job (median)")
+        ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
@@ -61,6 +66,16 @@ def plot(R: dict, path: Path):
         ("cli", "finish_single_s", "--", "CLI, one job at a time"),
         ("peer", "finish_single_s", "--", "peer, one job at a time")),
         "slurm-finish, per job")
+    size_panel(axes[3], (
+        ("floor", "sacct_1_s", ":", "one sacct call (floor)"),
+        ("floor", "annex_add_4_s", "-.", "git annex add, 4 files (floor)"),
+        ("floor", "annex_add_4_commit_s", "--",
+         "same + git-annex branch commit (not done by finish)"),
+        ("api", "list_batch_s", "-", "API"),
+        ("cli", "list_batch_s", "-", "CLI"),
+        ("peer", "list_batch_s", "-", "peer CLI")),
+        "slurm-finish --list-open-jobs (jobs of one batch open), "
+        "and floors", ylabel="seconds per call (median)")
 
     ax = axes[2]
     L = R.get("list", {}).get("points", {})

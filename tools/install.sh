@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Install everything datalad-hpcdata needs on a Debian 12 machine (as root)
-# and start the local single-node Slurm cluster.  Idempotent and quick when
-# everything is already there.
+# and start a local Slurm cluster.  Idempotent and quick when everything is
+# already there.
+#
+#   tools/install.sh                    the single-node cluster (slurm-cluster.sh up)
+#   tools/install.sh ARGS...            slurm-cluster.sh ARGS instead, e.g.
+#                                       --instance ci up --nodes 3 (tools/test.sh)
 #
 #   HPCDATA_VENV=DIR   virtual environment to use/create (default: .venv in
 #                      the checkout); everything Python is installed there
@@ -16,10 +20,12 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 
-# Debian packages for git, Python venvs and the container tests (Slurm
-# itself: slurm-cluster.sh)
+# Debian packages for git, Python venvs, Graphviz (slurm-graph's dot output
+# is rendered in the docs and tests) and the container tests; Slurm itself:
+# slurm-cluster.sh
 missing=()
 command -v git >/dev/null 2>&1 || missing+=(git)
+command -v dot >/dev/null 2>&1 || missing+=(graphviz)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 # slurm-schedule --container is tested with Charliecloud and a busybox image
@@ -31,8 +37,10 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-say "starting the local Slurm cluster"
-bash "$here/tools/slurm-cluster.sh" up
+cluster_args=("$@")
+[ ${#cluster_args[@]} -gt 0 ] || cluster_args=(up)
+say "starting the local Slurm cluster (slurm-cluster.sh ${cluster_args[*]})"
+bash "$here/tools/slurm-cluster.sh" "${cluster_args[@]}"
 
 if [ ! -x "$venv/bin/python" ]; then
     say "creating virtual environment $venv"

@@ -1,53 +1,170 @@
 #!/usr/bin/env bash
-# Single-node Slurm 22.05 test cluster (Debian 12 packages), bound to 127.0.0.1.
+# Slurm 22.05 test cluster on this machine (Debian 12 packages, no systemd).
 #
-#   tools/slurm-cluster.sh up       install (if needed), configure and start; no-op if already up
-#   tools/slurm-cluster.sh down     cancel all jobs, stop the daemons this script started
-#   tools/slurm-cluster.sh status   show daemon state and sinfo; exit 0 only if usable
-#   tools/slurm-cluster.sh stop-daemon NAME    stop one daemon this script started (by its recorded PID)
-#   tools/slurm-cluster.sh start-daemon NAME   start it again and wait until it answers
-#                                   (NAME: slurmctld or slurmdbd; for outage tests)
+#   tools/slurm-cluster.sh [--instance NAME] up [--nodes N]
+#   tools/slurm-cluster.sh [--instance NAME] down [--purge]
+#   tools/slurm-cluster.sh [--instance NAME] status
+#   tools/slurm-cluster.sh [--instance NAME] env             prints SLURM_CONF=...
+#   tools/slurm-cluster.sh [--instance NAME] kill-slurmd NODE   SIGKILL one node's slurmd
+#   tools/slurm-cluster.sh [--instance NAME] start-slurmd NODE  start it again
+#   tools/slurm-cluster.sh [--instance NAME] stop-daemon NAME   stop slurmctld or slurmdbd
+#   tools/slurm-cluster.sh [--instance NAME] start-daemon NAME  start it again, wait until it answers
+#         (by the PID this script recorded, never by name; for outage tests)
+#
+# up      install (if needed), configure and start; a no-op if already up
+# down    cancel the instance's jobs, stop the daemons this script started,
+#         remove the namespaces and links it made; --purge (named instances
+#         only) also deletes their configuration, state, logs and database
+# status  daemon state and sinfo; exit 0 only if usable
+#
+# Without --instance (and without HPCDATA_SLURM_INSTANCE or a SLURM_CONF
+# that names an instance) this is the default cluster: /etc/slurm, default
+# ports, and with one node (the default) the local host itself as the node,
+# bound to 127.0.0.1.  With --nodes N > 1, or for any named instance, the
+# controller and N nodes each run in their own network and UTS namespace on
+# a private bridge (see tools/slurm-netns.sh); a named instance has its own
+# config dir (/etc/slurm-NAME), state, spool and log dirs, ClusterName NAME
+# and MariaDB server, so it runs beside the default cluster.  Clients select
+# it with SLURM_CONF=/etc/slurm-NAME/slurm.conf (`env` prints it).
 #
 # Environment:
+#   HPCDATA_SLURM_INSTANCE=NAME    as --instance
+#   HPCDATA_SLURM_NODES=N          as --nodes (default: the instance's current count, else 1)
 #   HPCDATA_SLURM_ACCOUNTING=1|0   MariaDB + slurmdbd so that sacct works (default 1)
 #   HPCDATA_SLURM_MINJOBAGE=N      seconds a finished job stays in slurmctld (default 300)
-#   HPCDATA_SLURM_CPUS=N           CPUs advertised by the node (default 8)
+#   HPCDATA_SLURM_CPUS=N           CPUs advertised per node (default 8)
+#   HPCDATA_SLURM_MAXJOBCOUNT=N    MaxJobCount (default 20000)
+#   HPCDATA_SLURM_SUBNET=10.X.Y    private /24 of a multi-node instance (default 10.250.K)
+#   HPCDATA_SLURM_FIRSTJOBID=N     FirstJobId of a multi-node instance (applies to a fresh state dir)
 #
 # Must run as root.  Only daemons started by this script are ever signalled; their
 # PIDs (plus start times, to survive PID reuse) are recorded under $STATE_DIR/pids.
 set -euo pipefail
 
-CLUSTER=hpcdata
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+die() { printf '[slurm-cluster] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- arguments
+
+usage() {
+    echo "usage: $0 [--instance NAME] up [--nodes N] | down [--purge] | status | env |" \
+        "kill-slurmd NODE | start-slurmd NODE | stop-daemon NAME | start-daemon NAME" >&2
+    exit 2
+}
+
+INSTANCE=${HPCDATA_SLURM_INSTANCE-}
+INSTANCE_SET=${HPCDATA_SLURM_INSTANCE+1}
+CMD=""
+NODES_OPT=${HPCDATA_SLURM_NODES-}
+PURGE=0
+NODE_ARG=""
+while (($#)); do
+    case $1 in
+        --instance) (($# >= 2)) || usage; INSTANCE=$2; INSTANCE_SET=1; shift 2 ;;
+        --instance=*) INSTANCE=${1#*=}; INSTANCE_SET=1; shift ;;
+        --nodes) (($# >= 2)) || usage; NODES_OPT=$2; shift 2 ;;
+        --nodes=*) NODES_OPT=${1#*=}; shift ;;
+        --purge) PURGE=1; shift ;;
+        up|down|status|env|kill-slurmd|start-slurmd|stop-daemon|start-daemon)
+            [[ -z $CMD ]] || usage
+            CMD=$1; shift
+            if [[ $CMD == *-slurmd || $CMD == *-daemon ]]; then
+                (($#)) || usage; NODE_ARG=$1; shift
+            fi ;;
+        *) usage ;;
+    esac
+done
+[[ -n $CMD ]] || usage
+
+if [[ -z $INSTANCE_SET && -n ${SLURM_CONF-} ]]; then
+    # a client environment selects the instance it points at
+    if [[ $SLURM_CONF =~ ^/etc/slurm-([a-z][a-z0-9]*)/slurm\.conf$ ]]; then
+        INSTANCE=${BASH_REMATCH[1]}
+    elif [[ $SLURM_CONF != /etc/slurm/slurm.conf ]]; then
+        die "SLURM_CONF=$SLURM_CONF is not a cluster of this script; unset it or pass --instance"
+    fi
+fi
+[[ -z $INSTANCE || $INSTANCE =~ ^[a-z][a-z0-9]{0,7}$ ]] \
+    || die "instance name must be 1-8 lowercase letters/digits starting with a letter, got '$INSTANCE'"
+
+TAG=${INSTANCE:-hpcdata}
+CLUSTER=$TAG
+if [[ -z $INSTANCE ]]; then
+    CONF_DIR=/etc/slurm STATE_DIR=/run/hpcdata-slurm LOG_DIR=/var/log/slurm
+    LIB_DIR=/var/lib/slurm MYSQL_DATADIR=/var/lib/mysql
+else
+    CONF_DIR=/etc/slurm-$INSTANCE STATE_DIR=/run/hpcdata-slurm-$INSTANCE
+    LOG_DIR=/var/log/slurm-$INSTANCE LIB_DIR=/var/lib/slurm-$INSTANCE
+    MYSQL_DATADIR=/var/lib/mysql-$INSTANCE
+fi
+export SLURM_CONF=$CONF_DIR/slurm.conf
+DBD_CONF=$CONF_DIR/slurmdbd.conf
+PID_DIR=$STATE_DIR/pids
+CTLD_STATE=$LIB_DIR/slurmctld
+SLURMD_SPOOL=$LIB_DIR/slurmd
+MUNGE_KEY=/etc/munge/munge.key
+MARIADB_LOG=$LOG_DIR/mariadb.log
+LAYOUT_FILE=$STATE_DIR/layout
+
 ACCOUNTING=${HPCDATA_SLURM_ACCOUNTING:-1}
 MINJOBAGE=${HPCDATA_SLURM_MINJOBAGE:-300}
 NCPUS=${HPCDATA_SLURM_CPUS:-8}
-
-STATE_DIR=/run/hpcdata-slurm
-PID_DIR=$STATE_DIR/pids
-LOG_DIR=/var/log/slurm
-CONF_DIR=/etc/slurm
-SLURM_CONF=$CONF_DIR/slurm.conf
-DBD_CONF=$CONF_DIR/slurmdbd.conf
-CTLD_STATE=/var/lib/slurm/slurmctld
-SLURMD_SPOOL=/var/lib/slurm/slurmd
-MUNGE_KEY=/etc/munge/munge.key
-MYSQL_DATADIR=/var/lib/mysql
-MYSQL_RUN=/run/mysqld
-MARIADB_LOG=$LOG_DIR/mariadb.log
-
-SLURM_PKGS=(slurmctld slurmd slurm-client munge)
-ACCT_PKGS=(mariadb-server slurmdbd)
-
-T0=${EPOCHREALTIME/[.,]/}
-say() {
-    local ms=$(( (${EPOCHREALTIME/[.,]/} - T0) / 1000 ))
-    printf '[slurm-cluster %d.%03ds] %s\n' $((ms / 1000)) $((ms % 1000)) "$*" >&2
-}
-die() { printf '[slurm-cluster] ERROR: %s\n' "$*" >&2; exit 1; }
+MAXJOBCOUNT=${HPCDATA_SLURM_MAXJOBCOUNT:-20000}
 
 case $ACCOUNTING in 0|1) ;; *) die "HPCDATA_SLURM_ACCOUNTING must be 0 or 1, got '$ACCOUNTING'";; esac
 [[ $MINJOBAGE =~ ^[0-9]+$ ]] || die "HPCDATA_SLURM_MINJOBAGE must be an integer, got '$MINJOBAGE'"
 [[ $NCPUS =~ ^[1-9][0-9]*$ ]] || die "HPCDATA_SLURM_CPUS must be a positive integer, got '$NCPUS'"
+[[ $MAXJOBCOUNT =~ ^[1-9][0-9]*$ ]] || die "HPCDATA_SLURM_MAXJOBCOUNT must be a positive integer, got '$MAXJOBCOUNT'"
+FIRSTJOBID=${HPCDATA_SLURM_FIRSTJOBID-}
+[[ -z $FIRSTJOBID || $FIRSTJOBID =~ ^[1-9][0-9]*$ ]] || die "HPCDATA_SLURM_FIRSTJOBID must be a positive integer, got '$FIRSTJOBID'"
+
+# the node count the instance is configured with (multi-node configs carry a marker)
+configured_nodes() {
+    local n
+    n=$(sed -n 's/^# hpcdata-cluster: nodes=\([0-9]*\).*/\1/p' "$SLURM_CONF" 2>/dev/null | head -n1)
+    printf '%s' "${n:-1}"
+}
+NODES=${NODES_OPT:-$(configured_nodes)}
+[[ $NODES =~ ^[1-9][0-9]*$ ]] && ((NODES <= 64)) || die "--nodes must be 1..64, got '$NODES'"
+
+# layout: "local" = the default cluster with one node (this host, 127.0.0.1);
+# "netns" = controller and nodes in namespaces on a private bridge
+if [[ -z $INSTANCE && $NODES == 1 ]]; then LAYOUT=local; else LAYOUT=netns; fi
+if [[ $CMD != up && -f $LAYOUT_FILE ]]; then
+    # act on what runs, not on what the options would make
+    read -r LAYOUT NODES <"$LAYOUT_FILE" || true
+fi
+
+K=$(( $(printf '%s' "$TAG" | cksum | cut -d' ' -f1) % 200 + 20 ))
+SUBNET=${HPCDATA_SLURM_SUBNET:-10.250.$K}
+[[ $SUBNET =~ ^10\.[0-9]{1,3}\.[0-9]{1,3}$ ]] || die "HPCDATA_SLURM_SUBNET must look like 10.X.Y, got '$SUBNET'"
+CTL_HOST=slurmctl
+CTL_ADDR=$SUBNET.2
+NS_PREFIX=hpc-$TAG
+BRIDGE=hpc-${TAG:0:11}
+VETH_PREFIX=hv$K
+UTS_DIR=$STATE_DIR/uts
+NET_RECORD=$STATE_DIR/net
+if [[ $LAYOUT == netns ]]; then
+    MYSQL_RUN=$STATE_DIR/mysqld
+    # the controller's namespaces: mariadbd, slurmdbd and slurmctld run there
+    CTL=(nsenter "--net=/run/netns/$NS_PREFIX-ctl" "--uts=$UTS_DIR/$CTL_HOST" --)
+else
+    MYSQL_RUN=/run/mysqld
+    CTL=()
+fi
+MYSQL_SOCK=$MYSQL_RUN/mysqld.sock
+
+SLURM_PKGS=(slurmctld slurmd slurm-client munge)
+ACCT_PKGS=(mariadb-server slurmdbd)
+NETNS_PKGS=(iproute2)
+
+T0=${EPOCHREALTIME/[.,]/}
+say() {
+    local ms=$(( (${EPOCHREALTIME/[.,]/} - T0) / 1000 ))
+    printf '[slurm-cluster%s %d.%03ds] %s\n' "${INSTANCE:+:$INSTANCE}" $((ms / 1000)) $((ms % 1000)) "$*" >&2
+}
 
 # ---------------------------------------------------------------- process helpers
 
@@ -80,6 +197,9 @@ alive() {
     [[ $c == "$comm" ]]
 }
 
+# comm_of NAME: the process name of a recorded daemon (slurmd-node2 -> slurmd)
+comm_of() { printf '%s' "${1%%-node*}"; }
+
 # record NAME PID: remember that this script started NAME as PID
 record() {
     mkdir -p "$PID_DIR"
@@ -88,10 +208,11 @@ record() {
 
 # ours NAME -> prints PID if NAME was started by this script and still runs
 ours() {
-    local f=$PID_DIR/$1 pid start
+    local f=$PID_DIR/$1 pid start comm
+    comm=$(comm_of "$1")
     [[ -f $f ]] || return 1
     read -r pid start <"$f" || return 1
-    if alive "$pid" "$1" && [[ $(proc_starttime "$pid") == "$start" ]]; then
+    if alive "$pid" "$comm" && [[ $(proc_starttime "$pid") == "$start" ]]; then
         printf '%s' "$pid"
         return 0
     fi
@@ -99,10 +220,16 @@ ours() {
     return 1
 }
 
-# any_running COMM -> prints PIDs (not zombies) of processes called COMM
+SELF_NET=$(readlink /proc/self/ns/net 2>/dev/null || true)
+
+# any_running COMM -> PIDs (not zombies) of processes called COMM in this
+# host's network namespace (a multi-node instance's daemons live elsewhere)
 any_running() {
-    local pid out=()
-    for pid in $(pgrep -x "$1" 2>/dev/null || true); do
+    local d pid out=()
+    for d in /proc/[0-9]*; do
+        pid=${d#/proc/}
+        [[ $(cat "$d/comm" 2>/dev/null) == "$1" ]] || continue
+        [[ $(readlink "$d/ns/net" 2>/dev/null) == "$SELF_NET" ]] || continue
         alive "$pid" "$1" && out+=("$pid")
     done
     ((${#out[@]})) && printf '%s\n' "${out[@]}"
@@ -118,21 +245,22 @@ pid_from_file() {
     printf '%s' "$pid"
 }
 
-# stop NAME TIMEOUT: SIGTERM our NAME, SIGKILL after TIMEOUT seconds
+# stop NAME TIMEOUT [SIGNAL]: SIGTERM (or SIGNAL) our NAME, SIGKILL after TIMEOUT seconds
 stop() {
-    local name=$1 timeout=$2 pid i
+    local name=$1 timeout=$2 sig=${3:-TERM} pid i comm
+    comm=$(comm_of "$name")
     pid=$(ours "$name") || return 0
-    say "stopping $name (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
+    say "stopping $name (pid $pid${3:+, SIG$sig})"
+    kill -"$sig" "$pid" 2>/dev/null || true
     for ((i = 0; i < timeout * 10; i++)); do
-        alive "$pid" "$name" || break
+        alive "$pid" "$comm" || break
         sleep 0.1
     done
-    if alive "$pid" "$name"; then
-        say "$name (pid $pid) ignored SIGTERM for ${timeout}s, sending SIGKILL"
+    if alive "$pid" "$comm"; then
+        say "$name (pid $pid) ignored SIG$sig for ${timeout}s, sending SIGKILL"
         kill -KILL "$pid" 2>/dev/null || true
-        for ((i = 0; i < 50; i++)); do alive "$pid" "$name" || break; sleep 0.1; done
-        alive "$pid" "$name" && die "$name (pid $pid) survived SIGKILL"
+        for ((i = 0; i < 50; i++)); do alive "$pid" "$comm" || break; sleep 0.1; done
+        alive "$pid" "$comm" && die "$name (pid $pid) survived SIGKILL"
     fi
     rm -f "$PID_DIR/$name"
 }
@@ -149,18 +277,22 @@ wait_for() {
     die "timed out after ${secs}s waiting for $what (see $log)"
 }
 
+# shellcheck source=tools/slurm-netns.sh
+source "$HERE/slurm-netns.sh"
+
 # ---------------------------------------------------------------- checks
 
 munge_ok() { munge -n 2>/dev/null | unmunge >/dev/null 2>&1; }
-mariadb_ok() { mariadb-admin --connect-timeout=2 ping >/dev/null 2>&1; }
+mariadb_ok() { mariadb-admin --no-defaults --socket="$MYSQL_SOCK" --connect-timeout=2 ping >/dev/null 2>&1; }
 dbd_ok() { sacctmgr -n -P list cluster format=cluster >/dev/null 2>&1; }
 ctld_ok() { scontrol ping 2>/dev/null | grep -q 'is UP'; }
 cluster_registered() { sacctmgr -n -P list cluster format=cluster 2>/dev/null | grep -qx "$CLUSTER"; }
 
-node_name() { sed -n 's/^NodeName=\([^ ]*\).*/\1/p' "$SLURM_CONF" 2>/dev/null | head -n1; }
+# node names of the configuration, one per line
+node_names() { sed -n 's/^NodeName=\([^ ]*\).*/\1/p' "$SLURM_CONF" 2>/dev/null; }
 node_state() { sinfo -h -n "$1" -o %T 2>/dev/null | head -n1 | tr -cd 'a-z'; }
 node_usable() {
-    case $(node_state "$1") in idle|mixed|allocated|completing) return 0;; *) return 1;; esac
+    case $(node_state "$1") in idle|mixed|allocated|completing|planned) return 0;; *) return 1;; esac
 }
 
 pkgs_installed() {
@@ -176,6 +308,7 @@ pkgs_installed() {
 install_pkgs() {
     local pkgs=("${SLURM_PKGS[@]}")
     ((ACCOUNTING)) && pkgs+=("${ACCT_PKGS[@]}")
+    [[ $LAYOUT == netns ]] && pkgs+=("${NETNS_PKGS[@]}")
     pkgs_installed "${pkgs[@]}" && return 0
     say "installing ${pkgs[*]}"
     local made_policy=0
@@ -227,9 +360,9 @@ put_file() {
     return 0
 }
 
-write_configs() {
-    mkdir -p "$CONF_DIR" "$LOG_DIR" "$STATE_DIR" "$PID_DIR" "$CTLD_STATE" "$SLURMD_SPOOL"
-    local host probe node mem
+# slurm.conf of the default single-node cluster (unchanged since 0.1.0)
+local_conf() {
+    local host probe node mem acct_type=$1
     host=$(hostname -s)
     probe=$(slurmd -C 2>/dev/null | head -n1) || true
     node=$(sed -n 's/^NodeName=\([^ ]*\).*/\1/p' <<<"$probe")
@@ -237,12 +370,7 @@ write_configs() {
     [[ -n $node ]] || die "could not parse 'slurmd -C' output: $probe"
     [[ -n $mem ]] || mem=1000
     [[ $node == "$host" ]] || say "warning: slurmd -C reports NodeName=$node but hostname -s is $host"
-
-    local acct_type=accounting_storage/none
-    ((ACCOUNTING)) && acct_type=accounting_storage/slurmdbd
-
-    local conf
-    conf=$(cat <<EOF
+    cat <<EOF
 # Generated by tools/slurm-cluster.sh -- edits are overwritten by the next 'up'.
 ClusterName=$CLUSTER
 SlurmctldHost=$host(127.0.0.1)
@@ -268,7 +396,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 SlurmdParameters=config_overrides
 ReturnToService=2
-MaxJobCount=20000
+MaxJobCount=$MAXJOBCOUNT
 MinJobAge=$MINJOBAGE
 KillWait=5
 MailProg=/bin/true
@@ -282,39 +410,121 @@ NodeName=$node CPUs=$NCPUS Boards=1 SocketsPerBoard=1 CoresPerSocket=$NCPUS Thre
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 PartitionName=other Nodes=ALL Default=NO MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
-)
-    if put_file "$SLURM_CONF" 644 "$conf"; then
-        CONF_CHANGED=1
-        say "wrote $SLURM_CONF"
-    fi
+}
 
-    if ((ACCOUNTING)); then
-        local pw=""
-        [[ -f $DBD_CONF ]] && pw=$(sed -n 's/^StoragePass=//p' "$DBD_CONF" | head -n1)
-        [[ -n $pw ]] || pw=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
-        DBD_PASS=$pw
-        conf=$(cat <<EOF
+# slurm.conf of a multi-node instance: controller and nodes in namespaces
+netns_conf() {
+    local acct_type=$1 mem i
+    # advertised, not checked (config_overrides); the same on every machine
+    mem=$((NCPUS * 1000))
+    cat <<EOF
+# Generated by tools/slurm-cluster.sh -- edits are overwritten by the next 'up'.
+# hpcdata-cluster: nodes=$NODES layout=netns subnet=$SUBNET.0/24
+ClusterName=$CLUSTER
+SlurmctldHost=$CTL_HOST($CTL_ADDR)
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+CryptoType=crypto/munge
+# every daemon runs in its own network namespace on a private bridge, so
+# binding to any address there reaches only that bridge
+MpiDefault=none
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobCompType=jobcomp/none
+AccountingStorageType=$acct_type
+AccountingStorageHost=$CTL_ADDR
+AccountingStoragePort=6819
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherFrequency=task=1
+SchedulerType=sched/backfill
+SchedulerParameters=batch_sched_delay=0
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SlurmdParameters=config_overrides
+# real failure states on demand: a node whose slurmd stops answering is
+# DOWN within ~SlurmdTimeout seconds and its jobs end NODE_FAIL; a node
+# that registers again returns to service by itself
+SlurmdTimeout=10
+ReturnToService=2
+# preemption by partition priority: "high" preempts "low" (requeue) and
+# "lowcancel" (cancel); debug/other/short jobs are never preempted
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+MaxJobCount=$MAXJOBCOUNT
+${FIRSTJOBID:+FirstJobId=$FIRSTJOBID
+}MinJobAge=$MINJOBAGE
+KillWait=5
+MailProg=/bin/true
+StateSaveLocation=$CTLD_STATE
+SlurmdSpoolDir=$SLURMD_SPOOL/%n
+SlurmctldPidFile=$STATE_DIR/slurmctld.pid
+SlurmdPidFile=$STATE_DIR/slurmd-%n.pid
+SlurmctldLogFile=$LOG_DIR/slurmctld.log
+SlurmdLogFile=$LOG_DIR/slurmd-%n.log
+EOF
+    for ((i = 1; i <= NODES; i++)); do
+        echo "NodeName=node$i NodeAddr=$SUBNET.$((10 + i)) CPUs=$NCPUS Boards=1 SocketsPerBoard=1 CoresPerSocket=$NCPUS ThreadsPerCore=1 RealMemory=$mem State=UNKNOWN"
+    done
+    cat <<EOF
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO PriorityTier=1 PreemptMode=OFF
+PartitionName=other Nodes=ALL Default=NO MaxTime=INFINITE State=UP OverSubscribe=NO PriorityTier=1 PreemptMode=OFF
+PartitionName=low Nodes=ALL MaxTime=INFINITE State=UP OverSubscribe=NO PriorityTier=1 PreemptMode=REQUEUE
+PartitionName=lowcancel Nodes=ALL MaxTime=INFINITE State=UP OverSubscribe=NO PriorityTier=1 PreemptMode=CANCEL
+PartitionName=high Nodes=ALL MaxTime=INFINITE State=UP OverSubscribe=NO PriorityTier=10 PreemptMode=OFF
+PartitionName=short Nodes=ALL MaxTime=1 State=UP OverSubscribe=NO PriorityTier=1 PreemptMode=OFF
+EOF
+}
+
+dbd_conf() {
+    local pw=$1 host=localhost addr=127.0.0.1 storage=localhost comm
+    comm="# listen on the address of the host name (127.0.0.1) instead of 0.0.0.0
+CommunicationParameters=NoInAddrAny"
+    if [[ $LAYOUT == netns ]]; then
+        host=$CTL_HOST addr=$CTL_ADDR storage=127.0.0.1
+        comm="# inside the controller's network namespace: reachable only on the bridge"
+    fi
+    cat <<EOF
 # Generated by tools/slurm-cluster.sh -- edits are overwritten by the next 'up'.
 AuthType=auth/munge
-DbdHost=localhost
-DbdAddr=127.0.0.1
+DbdHost=$host
+DbdAddr=$addr
 DbdPort=6819
-# listen on the address of the host name (127.0.0.1) instead of 0.0.0.0
-CommunicationParameters=NoInAddrAny
+$comm
 SlurmUser=root
 DebugLevel=info
 LogFile=$LOG_DIR/slurmdbd.log
 PidFile=$STATE_DIR/slurmdbd.pid
 StorageType=accounting_storage/mysql
-StorageHost=localhost
+StorageHost=$storage
 StoragePort=3306
 StorageUser=slurm
 StoragePass=$pw
 StorageLoc=slurm_acct_db
 EOF
-)
+}
+
+write_configs() {
+    mkdir -p "$CONF_DIR" "$LOG_DIR" "$STATE_DIR" "$PID_DIR" "$CTLD_STATE" "$SLURMD_SPOOL"
+    local acct_type=accounting_storage/none conf i
+    ((ACCOUNTING)) && acct_type=accounting_storage/slurmdbd
+    if [[ $LAYOUT == netns ]]; then
+        conf=$(netns_conf "$acct_type")
+        for ((i = 1; i <= NODES; i++)); do mkdir -p "$SLURMD_SPOOL/node$i"; done
+    else
+        conf=$(local_conf "$acct_type")
+    fi
+    if put_file "$SLURM_CONF" 644 "$conf"; then
+        CONF_CHANGED=1
+        say "wrote $SLURM_CONF"
+    fi
+    if ((ACCOUNTING)); then
+        local pw=""
+        [[ -f $DBD_CONF ]] && pw=$(sed -n 's/^StoragePass=//p' "$DBD_CONF" | head -n1)
+        [[ -n $pw ]] || pw=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
+        DBD_PASS=$pw
         # slurmdbd refuses a config readable by group/others
-        if put_file "$DBD_CONF" 600 "$conf"; then
+        if put_file "$DBD_CONF" 600 "$(dbd_conf "$pw")"; then
             DBD_CONF_CHANGED=1
             say "wrote $DBD_CONF"
         fi
@@ -349,20 +559,28 @@ start_munge() {
 }
 
 start_mariadb() {
-    if mariadb_ok; then return 0; fi
-    local pid
-    if pid=$(any_running mariadbd | head -n1) && [[ -n $pid ]]; then
-        die "mariadbd (pid $pid) runs but does not answer 'mariadb-admin ping'; see $MARIADB_LOG"
+    if [[ $LAYOUT == local ]] && mariadb_ok; then return 0; fi
+    if [[ $LAYOUT == netns ]] && ours mariadbd >/dev/null && mariadb_ok; then return 0; fi
+    local pid defaults=()
+    if [[ $LAYOUT == local ]]; then
+        if pid=$(any_running mariadbd | head -n1) && [[ -n $pid ]]; then
+            die "mariadbd (pid $pid) runs but does not answer 'mariadb-admin ping'; see $MARIADB_LOG"
+        fi
+    else
+        # a server of its own: no /etc/mysql settings, its own socket and datadir
+        defaults=(--no-defaults --character-set-server=utf8mb4 --collation-server=utf8mb4_general_ci)
+        stop mariadbd 60
     fi
     install -d -o mysql -g mysql -m 0755 "$MYSQL_RUN"
     if [[ ! -d $MYSQL_DATADIR/mysql ]]; then
         say "initialising $MYSQL_DATADIR"
-        mariadb-install-db --user=mysql --datadir="$MYSQL_DATADIR" >>"$MARIADB_LOG" 2>&1 \
+        install -d -o mysql -g mysql -m 0755 "$MYSQL_DATADIR"
+        mariadb-install-db "${defaults[@]:0:1}" --user=mysql --datadir="$MYSQL_DATADIR" >>"$MARIADB_LOG" 2>&1 \
             || die "mariadb-install-db failed (see $MARIADB_LOG)"
     fi
     say "starting mariadbd"
-    setsid /usr/sbin/mariadbd --user=mysql --datadir="$MYSQL_DATADIR" \
-        --pid-file="$MYSQL_RUN/mysqld.pid" --socket="$MYSQL_RUN/mysqld.sock" \
+    setsid "${CTL[@]}" /usr/sbin/mariadbd "${defaults[@]}" --user=mysql --datadir="$MYSQL_DATADIR" \
+        --pid-file="$MYSQL_RUN/mysqld.pid" --socket="$MYSQL_SOCK" \
         --bind-address=127.0.0.1 --port=3306 --skip-name-resolve \
         --innodb-buffer-pool-size=128M --innodb-lock-wait-timeout=900 \
         9>&- </dev/null >>"$MARIADB_LOG" 2>&1 &
@@ -378,18 +596,26 @@ start_mariadb() {
 }
 
 setup_database() {
-    mariadb -u root <<EOF || die "creating the slurm database/user failed (see $MARIADB_LOG)"
+    # slurmdbd reaches a local-layout server through its socket (localhost),
+    # a namespaced one over TCP on the controller's own loopback
+    local who="'slurm'@'localhost'"
+    [[ $LAYOUT == netns ]] && who="'slurm'@'127.0.0.1'"
+    # start-daemon runs without write_configs: the password is in the config
+    [[ -n ${DBD_PASS:-} ]] || DBD_PASS=$(sed -n 's/^StoragePass=//p' "$DBD_CONF" | head -n1)
+    [[ -n $DBD_PASS ]] || die "no StoragePass in $DBD_CONF; run up first"
+    mariadb --no-defaults --socket="$MYSQL_SOCK" -u root <<EOF || die "creating the slurm database/user failed (see $MARIADB_LOG)"
 CREATE DATABASE IF NOT EXISTS slurm_acct_db;
-CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$DBD_PASS';
-ALTER USER 'slurm'@'localhost' IDENTIFIED BY '$DBD_PASS';
-GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';
+CREATE USER IF NOT EXISTS $who IDENTIFIED BY '$DBD_PASS';
+ALTER USER $who IDENTIFIED BY '$DBD_PASS';
+GRANT ALL ON slurm_acct_db.* TO $who;
 EOF
 }
 
-# A daemon this script did not start: reuse it if it answers (return 0),
-# refuse if it runs but does not answer, return 1 if none runs.
+# A daemon this script did not start (local layout only): reuse it if it
+# answers (return 0), refuse if it runs but does not answer, return 1 if none runs.
 reuse_foreign() {   # name check
     local name=$1 check=$2 pid
+    [[ $LAYOUT == local ]] || return 1
     pid=$(any_running "$name" | head -n1) && [[ -n $pid ]] || return 1
     if "$check"; then
         say "reusing $name pid $pid (not started by this script; config changes not applied)"
@@ -398,14 +624,17 @@ reuse_foreign() {   # name check
     die "$name (pid $pid) not started by this script runs but does not answer; stop it first"
 }
 
-# Start a Slurm daemon, wait (bounded) until `check` succeeds, record its pid.
-launch() {   # name check what
-    local name=$1 check=$2 what=$3 pid
+# launch NAME CHECK WHAT PIDFILE LOG PREFIX...: start a Slurm daemon (it
+# daemonises) with PREFIX (namespaces), wait until CHECK succeeds, record it
+launch() {
+    local name=$1 check=$2 what=$3 pidfile=$4 log=$5 pid comm
+    shift 5
+    comm=$(comm_of "$name")
     say "starting $name"
-    setsid "$name" 9>&- </dev/null >>"$LOG_DIR/$name.log" 2>&1 \
-        || die "$name failed to start (see $LOG_DIR/$name.log)"
-    wait_for 60 "$what" "$LOG_DIR/$name.log" "$check"
-    pid=$(pid_from_file "$STATE_DIR/$name.pid" "$name") || die "$name answers but its pid file is stale"
+    setsid "$@" "$comm" 9>&- </dev/null >>"$log" 2>&1 \
+        || die "$name failed to start (see $log)"
+    wait_for 60 "$what" "$log" "$check"
+    pid=$(pid_from_file "$pidfile" "$comm") || die "$name answers but its pid file $pidfile is stale"
     record "$name" "$pid"
 }
 
@@ -425,7 +654,8 @@ start_slurmdbd() {
         return 0
     fi
     setup_database
-    launch slurmdbd dbd_ok "slurmdbd to answer sacctmgr"
+    launch slurmdbd dbd_ok "slurmdbd to answer sacctmgr" "$STATE_DIR/slurmdbd.pid" \
+        "$LOG_DIR/slurmdbd.log" "${CTL[@]}"
 }
 
 CLUSTER_OK=0
@@ -444,12 +674,27 @@ check_state_dir() {
     fi
 }
 
+# the slurmd daemons of this layout: "name hostname" per line
+slurmd_names() {
+    if [[ $LAYOUT == local ]]; then
+        printf 'slurmd %s\n' "$(hostname -s)"
+    else
+        local i
+        for ((i = 1; i <= NODES; i++)); do printf 'slurmd-node%d node%d\n' "$i" "$i"; done
+    fi
+}
+
+stop_all_slurmd() {
+    local name hn
+    while read -r name hn; do stop "$name" 30; done < <(slurmd_names)
+}
+
 start_slurmctld() {
     local pid
     if pid=$(ours slurmctld); then
         if ((CONF_CHANGED)); then
             say "slurm.conf changed, restarting slurmctld and slurmd"
-            stop slurmd 30
+            stop_all_slurmd
             stop slurmctld 30
         else
             wait_for 60 "slurmctld to answer 'scontrol ping'" "$LOG_DIR/slurmctld.log" ctld_ok
@@ -459,32 +704,40 @@ start_slurmctld() {
         return 0
     fi
     check_state_dir
-    launch slurmctld ctld_ok "slurmctld to answer 'scontrol ping'"
+    launch slurmctld ctld_ok "slurmctld to answer 'scontrol ping'" "$STATE_DIR/slurmctld.pid" \
+        "$LOG_DIR/slurmctld.log" "${CTL[@]}"
 }
 
+# start_slurmd NAME HOSTNAME: one node's slurmd (in its namespaces)
 start_slurmd() {
-    local pid
-    if pid=$(ours slurmd); then
+    local name=$1 hn=$2 pid prefix=() pidfile=$STATE_DIR/slurmd.pid log=$LOG_DIR/slurmd.log
+    if [[ $LAYOUT == netns ]]; then
+        prefix=(nsenter "--net=/run/netns/$NS_PREFIX-$hn" "--uts=$UTS_DIR/$hn" --)
+        pidfile=$STATE_DIR/slurmd-$hn.pid
+        log=$LOG_DIR/slurmd-$hn.log
+    fi
+    if pid=$(ours "$name"); then
         ((CONF_CHANGED)) || return 0
-        say "slurm.conf changed, restarting slurmd"
-        stop slurmd 30
-    elif pid=$(any_running slurmd | head -n1) && [[ -n $pid ]]; then
+        say "slurm.conf changed, restarting $name"
+        stop "$name" 30
+    elif [[ $LAYOUT == local ]] && pid=$(any_running slurmd | head -n1) && [[ -n $pid ]]; then
         say "reusing slurmd pid $pid (not started by this script)"
         return 0
     fi
-    say "starting slurmd"
-    setsid slurmd 9>&- </dev/null >>"$LOG_DIR/slurmd.log" 2>&1 \
-        || die "slurmd failed to start (see $LOG_DIR/slurmd.log)"
-    wait_for 30 "slurmd pid file" "$LOG_DIR/slurmd.log" pid_from_file "$STATE_DIR/slurmd.pid" slurmd
-    record slurmd "$(pid_from_file "$STATE_DIR/slurmd.pid" slurmd)"
+    say "starting $name"
+    setsid "${prefix[@]}" slurmd 9>&- </dev/null >>"$log" 2>&1 \
+        || die "$name failed to start (see $log)"
+    wait_for 30 "$name pid file" "$log" pid_from_file "$pidfile" slurmd
+    record "$name" "$(pid_from_file "$pidfile" slurmd)"
 }
 
 wait_node() {
-    local node=$1 i st resumed=0
+    local node=$1 i st resumed=0 log=$LOG_DIR/slurmd.log
+    [[ $LAYOUT == netns ]] && log=$LOG_DIR/slurmd-$node.log
     for ((i = 0; i < 600; i++)); do
         st=$(node_state "$node")
         case $st in
-            idle|mixed|allocated|completing) return 0 ;;
+            idle|mixed|allocated|completing|planned) return 0 ;;
             down|drained|draining|drain|fail|failing)
                 if ((!resumed)) && ((i >= 10)); then
                     say "node $node is $st, issuing State=RESUME"
@@ -494,8 +747,8 @@ wait_node() {
         esac
         sleep 0.1
     done
-    tail -n 15 "$LOG_DIR/slurmd.log" >&2 || true
-    die "timed out after 60s waiting for node $node to become idle (state '${st:-unknown}'; see $LOG_DIR/slurmd.log and $LOG_DIR/slurmctld.log)"
+    tail -n 15 "$log" >&2 || true
+    die "timed out after 60s waiting for node $node to become idle (state '${st:-unknown}'; see $log and $LOG_DIR/slurmctld.log)"
 }
 
 # ---------------------------------------------------------------- commands
@@ -507,10 +760,25 @@ lock() {
     flock -w 180 9 || die "another slurm-cluster.sh holds $STATE_DIR/lock for more than 180s"
 }
 
+need_root() { [[ $(id -u) == 0 ]] || die "must run as root"; }
+
 cmd_up() {
-    [[ $(id -u) == 0 ]] || die "must run as root"
+    need_root
     lock
+    local running=""
+    [[ -f $LAYOUT_FILE ]] && running=$(cat "$LAYOUT_FILE")
+    # started by an older version of this script (no layout file)
+    [[ -z $running && -z $INSTANCE ]] && ours slurmctld >/dev/null && running="local 1"
+    if [[ -n $running && ${running%% *} != "$LAYOUT" ]]; then
+        # switching would cancel every job on the running cluster: not silently
+        die "this cluster runs as '${running}' (layout nodes); run '$0${INSTANCE:+ --instance $INSTANCE} down' first to switch to $LAYOUT with $NODES node(s)"
+    fi
     install_pkgs
+    if [[ $LAYOUT == netns ]]; then
+        net_up
+        net_prune
+    fi
+    printf '%s %s\n' "$LAYOUT" "$NODES" >"$LAYOUT_FILE"
     write_configs
     start_munge
     if ((ACCOUNTING)); then
@@ -519,14 +787,15 @@ cmd_up() {
         register_cluster
     fi
     start_slurmctld
-    start_slurmd
+    local name hn
+    while read -r name hn; do start_slurmd "$name" "$hn"; done < <(slurmd_names)
     if ((!ACCOUNTING)); then
         # accounting switched off: the database daemons are no longer needed
         stop slurmdbd 30
         stop mariadbd 60
     fi
-    wait_node "$(node_name)"
-    say "cluster $CLUSTER is up (accounting=$ACCOUNTING, cpus=$NCPUS, MinJobAge=$MINJOBAGE)"
+    while read -r hn; do wait_node "$hn"; done < <(node_names)
+    say "cluster $CLUSTER is up (nodes=$NODES, layout=$LAYOUT, accounting=$ACCOUNTING, cpus/node=$NCPUS, MinJobAge=$MINJOBAGE; SLURM_CONF=$SLURM_CONF)"
 }
 
 cancel_all_jobs() {
@@ -534,7 +803,7 @@ cancel_all_jobs() {
     local n i
     n=$(squeue -h -o %A 2>/dev/null | wc -l)
     ((n)) || return 0
-    say "cancelling $n job(s)"
+    say "cancelling $n job(s) of cluster $CLUSTER"
     squeue -h -o %A | sort -u | xargs -r scancel || true
     for ((i = 0; i < 600; i++)); do
         [[ -z $(squeue -h -t PD,R,CG,CF,S -o %A 2>/dev/null) ]] && return 0
@@ -543,37 +812,64 @@ cancel_all_jobs() {
     say "warning: jobs still listed by squeue after 60s; stopping anyway (see $LOG_DIR/slurmctld.log)"
 }
 
-cmd_down() {
-    [[ $(id -u) == 0 ]] || die "must run as root"
-    lock
+# stop everything of the current layout (caller holds the lock)
+down_all() {
     if ours slurmctld >/dev/null; then
         cancel_all_jobs
     fi
-    stop slurmd 30
+    stop_all_slurmd
+    # slurmd of nodes beyond the configured count (left by an earlier up)
+    local f
+    for f in "$PID_DIR"/slurmd-node*; do
+        [[ -e $f ]] && stop "${f##*/}" 30
+    done
     stop slurmctld 30
     stop slurmdbd 30
     stop mariadbd 60
     stop munged 30
-    local name pid left=()
-    for name in slurmd slurmctld slurmdbd mariadbd munged; do
-        for pid in $(any_running "$name"); do left+=("$name:$pid"); done
-    done
-    if ((${#left[@]})); then
-        say "still running, not started by this script (left alone): ${left[*]}"
+    [[ $LAYOUT == netns ]] && net_down
+    rm -f "$LAYOUT_FILE"
+}
+
+cmd_down() {
+    need_root
+    ((PURGE)) && [[ -z $INSTANCE ]] && die "--purge is only for named instances (it would delete /var/lib/mysql)"
+    lock
+    down_all
+    if [[ $LAYOUT == local ]]; then
+        local name pid left=()
+        for name in slurmd slurmctld slurmdbd mariadbd munged; do
+            for pid in $(any_running "$name"); do left+=("$name:$pid"); done
+        done
+        if ((${#left[@]})); then
+            say "still running, not started by this script (left alone): ${left[*]}"
+        fi
+    fi
+    if ((PURGE)); then
+        say "purging $CONF_DIR $LIB_DIR $LOG_DIR $MYSQL_DATADIR $STATE_DIR"
+        rm -rf -- "$CONF_DIR" "$LIB_DIR" "$LOG_DIR" "$MYSQL_DATADIR"
+        exec 9>&-
+        rm -rf -- "$STATE_DIR"
     fi
     say "down"
 }
 
 cmd_status() {
-    local ok=0 name pid how
-    for name in munged mariadbd slurmdbd slurmctld slurmd; do
+    local ok=0 name pid how hn
+    local names=(munged)
+    ((ACCOUNTING)) && names+=(mariadbd slurmdbd)
+    names+=(slurmctld)
+    while read -r name hn; do names+=("$name"); done < <(slurmd_names)
+    echo "instance:  ${INSTANCE:-(default)}  cluster $CLUSTER, layout $LAYOUT, $NODES node(s), SLURM_CONF=$SLURM_CONF"
+    for name in "${names[@]}"; do
         if pid=$(ours "$name"); then how="running, pid $pid (started by this script)"
         else
-            pid=$(any_running "$name" | tr '\n' ' ')
+            pid=""
+            [[ $LAYOUT == local || $name == munged ]] && pid=$(any_running "$name" | tr '\n' ' ')
             if [[ -n $pid ]]; then how="running, pid ${pid% } (not started by this script)"
             else how="not running"; fi
         fi
-        printf '%-10s %s\n' "$name" "$how"
+        printf '%-13s %s\n' "$name" "$how"
     done
     munge_ok && echo "munge:     answers" || { echo "munge:     NOT answering"; ok=1; }
     if grep -q '^AccountingStorageType=accounting_storage/slurmdbd' "$SLURM_CONF" 2>/dev/null; then
@@ -583,14 +879,17 @@ cmd_status() {
         echo "slurmdbd:  accounting disabled"
     fi
     ctld_ok && echo "slurmctld: answers" || { echo "slurmctld: NOT answering"; ok=1; }
-    local node
-    node=$(node_name)
-    if [[ -n $node ]] && node_usable "$node"; then
-        echo "node:      $node $(node_state "$node")"
-    else
-        echo "node:      ${node:-?} not usable (${node:+$(node_state "$node")})"
-        ok=1
-    fi
+    local nodes
+    nodes=$(node_names)
+    [[ -n $nodes ]] || { echo "node:      none configured"; ok=1; }
+    for hn in $nodes; do
+        if node_usable "$hn"; then
+            echo "node:      $hn $(node_state "$hn")"
+        else
+            echo "node:      $hn not usable ($(node_state "$hn"))"
+            ok=1
+        fi
+    done
     sinfo 2>&1 || true
     return $ok
 }
@@ -598,41 +897,70 @@ cmd_status() {
 # stop-daemon/start-daemon: one daemon down for an outage test, by the PID
 # this script recorded (never by name); configuration is not touched
 check_daemon_name() {
-    case ${1:-} in
+    case $NODE_ARG in
         slurmctld|slurmdbd) ;;
         *) die "usage: $0 stop-daemon|start-daemon slurmctld|slurmdbd" ;;
     esac
 }
 
 cmd_stop_daemon() {
-    [[ $(id -u) == 0 ]] || die "must run as root"
-    check_daemon_name "${1:-}"
+    need_root
+    check_daemon_name
     lock
-    ours "$1" >/dev/null || die "$1 is not running as a daemon started by this script; not stopping it"
-    stop "$1" 30
-    say "$1 stopped"
+    ours "$NODE_ARG" >/dev/null || die "$NODE_ARG is not running as a daemon started by this script; not stopping it"
+    stop "$NODE_ARG" 30
+    say "$NODE_ARG stopped"
 }
 
 cmd_start_daemon() {
-    [[ $(id -u) == 0 ]] || die "must run as root"
-    check_daemon_name "${1:-}"
+    need_root
+    check_daemon_name
     lock
-    if ours "$1" >/dev/null; then
-        say "$1 already runs"
+    if ours "$NODE_ARG" >/dev/null; then
+        say "$NODE_ARG already runs"
         return 0
     fi
-    case $1 in
-        slurmdbd) launch slurmdbd dbd_ok "slurmdbd to answer sacctmgr" ;;
-        slurmctld) launch slurmctld ctld_ok "slurmctld to answer 'scontrol ping'"
-                   wait_node "$(node_name)" ;;
+    local name hn
+    case $NODE_ARG in
+        slurmdbd) start_slurmdbd ;;
+        slurmctld) start_slurmctld
+                   while read -r name hn; do wait_node "$hn"; done < <(slurmd_names) ;;
     esac
 }
 
-case ${1:-} in
+node_index() {
+    [[ $LAYOUT == netns ]] || die "$CMD needs a multi-node instance (up --nodes N or --instance NAME)"
+    [[ $NODE_ARG =~ ^node([1-9][0-9]*)$ ]] && ((BASH_REMATCH[1] <= NODES)) \
+        || die "no node '$NODE_ARG' in this instance (node1..node$NODES)"
+}
+
+# kill-slurmd NODE: SIGKILL that node's slurmd only (its running jobs keep
+# running in slurmstepd); slurmctld marks the node DOWN after SlurmdTimeout
+cmd_kill_slurmd() {
+    need_root
+    node_index
+    lock
+    local name=slurmd-$NODE_ARG
+    ours "$name" >/dev/null || die "$name is not running (or was not started by this script)"
+    stop "$name" 10 KILL
+}
+
+cmd_start_slurmd() {
+    need_root
+    node_index
+    lock
+    start_slurmd "slurmd-$NODE_ARG" "$NODE_ARG"
+    wait_node "$NODE_ARG"
+    say "$NODE_ARG is $(node_state "$NODE_ARG")"
+}
+
+case $CMD in
     up) cmd_up ;;
     down) cmd_down ;;
     status) cmd_status ;;
-    stop-daemon) cmd_stop_daemon "${2:-}" ;;
-    start-daemon) cmd_start_daemon "${2:-}" ;;
-    *) echo "usage: $0 up|down|status|stop-daemon NAME|start-daemon NAME" >&2; exit 2 ;;
+    env) printf 'SLURM_CONF=%s\n' "$SLURM_CONF" ;;
+    kill-slurmd) cmd_kill_slurmd ;;
+    start-slurmd) cmd_start_slurmd ;;
+    stop-daemon) cmd_stop_daemon ;;
+    start-daemon) cmd_start_daemon ;;
 esac

@@ -1,6 +1,7 @@
 """Copying a finished job's outputs and logs back into the dataset.
 
-Atomically per file, verified by size and SHA-256, never through an annex
+Atomically per file, verified by size and SHA-256 (or hashed once while
+copying with the hash the caller's annex key needs), never through an annex
 symlink and never outside the dataset; every file that did not come back
 (missing, tampered with after the job ended, failed) is reported.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 from ..dataset.paths import expand
 from .files import (
@@ -20,6 +21,7 @@ from .files import (
     StagingError,
     check_rel,
     checked_specs,
+    copy_hashed,
     dataset_path,
     failure_reason,
     hash_fd,
@@ -52,6 +54,9 @@ class FetchReport:
     failed: list = field(default_factory=list)
     files: int = 0
     bytes: int = 0
+    #: rel -> (size, hash name, hex digest) of the files hashed while
+    #: copying with the hash the caller asked for (not read again)
+    hashed: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -85,8 +90,15 @@ def _plan_fetch(alt: str, rel: str, sizes: dict, dirs: set,
 
 
 def _fetch_one(task: tuple, ds: str, alt: str,
-               job_end_time: Optional[float]) -> int:
-    """Copy one staged file back, verified; returns its size."""
+               job_end_time: Optional[float], algorithm: Optional[str]):
+    """Copy one staged file back; returns its size.
+
+    Without `algorithm` the copy is verified by reading it again (SHA-256
+    against the staged file's, read once).  With it the kernel copies and
+    the copy is hashed while it is made (hashlib's `algorithm`, the
+    caller's key; :func:`.files.copy_hashed`), and (size, algorithm,
+    digest) is returned instead: the hash is of the bytes that landed in
+    the dataset, fsynced."""
     rel, _size = task
     src = staged_path(alt, rel)
     dst = dataset_path(ds, rel)
@@ -111,7 +123,8 @@ def _fetch_one(task: tuple, ds: str, alt: str,
             raise Failed("a directory is in the way in the dataset")
         tfd, tmp = mkstemp(parent)
         try:
-            n, digest = hash_fd(fd, copy_to=tfd)
+            n, digest = (copy_hashed(fd, tfd, algorithm) if algorithm
+                         else hash_fd(fd, copy_to=tfd))
             os.fsync(tfd)
         finally:
             os.close(tfd)
@@ -120,7 +133,7 @@ def _fetch_one(task: tuple, ds: str, alt: str,
                 or n != st.st_size:
             raise Failed("staged file changed while it was being copied back")
         # verify what landed in the dataset before it replaces anything
-        got = hash_file(tmp)
+        got = (os.stat(tmp).st_size, digest) if algorithm else hash_file(tmp)
         if got != (n, digest):
             raise Failed("verification failed: copied %d bytes sha256 %s, "
                          "staged %d bytes sha256 %s"
@@ -133,7 +146,7 @@ def _fetch_one(task: tuple, ds: str, alt: str,
         final = os.lstat(dst)
         if not stat.S_ISREG(final.st_mode) or final.st_size != n:
             raise Failed("file in the dataset does not match after replacing")
-        return n
+        return (n, algorithm, digest) if algorithm else n
     finally:
         os.close(fd)
         unlink_quiet(tmp)
@@ -142,7 +155,9 @@ def _fetch_one(task: tuple, ds: str, alt: str,
 def fetch_outputs(ds_root: str, alt_root: str, rel_outputs: Iterable[str],
                   rel_logs: Iterable[str] = (),
                   job_end_time: Optional[float] = None, jobs: int = 4,
-                  progress: Optional[Progress] = None) -> FetchReport:
+                  progress: Optional[Progress] = None,
+                  hashes: Optional[Callable[[dict], dict]] = None
+                  ) -> FetchReport:
     """Copy a finished job's outputs and logs from the staging area back
     into the dataset.
 
@@ -156,6 +171,10 @@ def fetch_outputs(ds_root: str, alt_root: str, rel_outputs: Iterable[str],
     ``tampered`` and not copied.  Symlinks and special files in the staging
     area are not copied back (``failed``).  Nothing is removed from the
     staging area.
+
+    `hashes(sizes)` (rel -> bytes of every file to copy) may name a
+    hashlib algorithm per file: those files are hashed with it while they
+    are copied, not read again (``report.hashed``).
     """
     ds = os.path.realpath(ds_root)
     alt = os.path.realpath(alt_root)
@@ -183,8 +202,11 @@ def fetch_outputs(ds_root: str, alt_root: str, rel_outputs: Iterable[str],
         except (OSError, StagingError) as e:
             report.failed.append((rel, str(e)))
 
-    def worker(task: tuple) -> int:
-        return _fetch_one(task, ds, alt, job_end_time)
+    algorithms = hashes(dict(sizes)) if hashes and sizes else {}
+
+    def worker(task: tuple):
+        return _fetch_one(task, ds, alt, job_end_time,
+                          algorithms.get(task[0]))
 
     def on_result(task: tuple, res: object) -> None:
         rel = task[0]
@@ -193,6 +215,9 @@ def fetch_outputs(ds_root: str, alt_root: str, rel_outputs: Iterable[str],
         elif isinstance(res, Exception):
             report.failed.append((rel, failure_reason(res)))
         else:
+            if isinstance(res, tuple):
+                report.hashed[rel] = res
+                res = res[0]
             report.copied.append(rel)
             report.files += 1
             report.bytes += res

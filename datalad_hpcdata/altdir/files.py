@@ -18,6 +18,7 @@ Where this differs from :mod:`datalad_hpcdata.dataset.paths`, and why:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -33,8 +34,14 @@ from ..dataset.paths import (
     within,
 )
 
-#: Bytes read (and written) at a time while hashing and copying.
+#: Bytes read at a time while hashing, and while copying.
 CHUNK = 1 << 20
+COPY_CHUNK = 4 << 20
+#: Bytes the kernel copies ahead of the hashing (:func:`copy_hashed`).
+COPY_BLOCK = 32 << 20
+#: copy_file_range errors meaning "not between these files": copy by hand
+NO_KERNEL_COPY = (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP,
+                  errno.EBADF)
 #: Name prefix of every temp file written next to a destination.
 TMP_PREFIX = ".hpcdata-tmp-"
 
@@ -165,21 +172,96 @@ def staged_overlaps(a_paths: Iterable[str], b_paths: Iterable[str]) -> list:
 
 # -------------------------------------------------------------- files ---
 
-def hash_fd(fd: int, copy_to: Optional[int] = None) -> tuple[int, str]:
-    """(size, sha256 hex) of what `fd` reads; also written to `copy_to`."""
-    h = hashlib.sha256()
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def hash_fd(fd: int, copy_to: Optional[int] = None,
+            algorithm: str = "sha256") -> tuple[int, str]:
+    """(size, hex digest) of what `fd` reads (hashlib's `algorithm`,
+    SHA-256 by default); also written to `copy_to`.
+
+    Copying, each chunk is written by a second thread while this one
+    hashes it and reads the next (both release the GIL): a copy costs
+    about the longer of hashing and writing, not their sum.  The bytes
+    hashed are the bytes written."""
+    h = hashlib.new(algorithm)
     n = 0
-    while True:
-        chunk = os.read(fd, CHUNK)
-        if not chunk:
-            break
-        h.update(chunk)
-        n += len(chunk)
-        if copy_to is not None:
-            view = memoryview(chunk)
-            while view:
-                view = view[os.write(copy_to, view):]
+    if copy_to is None:
+        while True:
+            chunk = os.read(fd, CHUNK)
+            if not chunk:
+                break
+            h.update(chunk)
+            n += len(chunk)
+        return n, h.hexdigest()
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        pending = None
+        chunk = os.read(fd, COPY_CHUNK)
+        while chunk:
+            if pending is not None:
+                pending.result()
+            pending = writer.submit(_write_all, copy_to, chunk)
+            h.update(chunk)
+            n += len(chunk)
+            chunk = os.read(fd, COPY_CHUNK)
+        if pending is not None:
+            pending.result()
     return n, h.hexdigest()
+
+
+def _copy_range(src: int, dst: int, offset: int, count: int) -> int:
+    """Copy up to `count` bytes at `offset` in the kernel; bytes copied
+    (fewer only at the end of the file)."""
+    done = 0
+    while done < count:
+        n = os.copy_file_range(src, dst, count - done, offset + done,
+                               offset + done)
+        if n == 0:
+            break
+        done += n
+    return done
+
+
+def copy_hashed(src: int, dst: int, algorithm: str) -> tuple[int, str]:
+    """Copy `src` to `dst` (both at offset 0, `dst` open for reading and
+    writing) and hash what landed in `dst`: (size, hex digest).
+
+    The kernel copies (``copy_file_range``: no bytes through this process,
+    a server-side copy on file systems that have one) one block ahead
+    while this thread hashes the block just written, read back from the
+    destination: the hash is of the copy itself, for about the cost of
+    the longer of the two.  Falls back to :func:`hash_fd` where the
+    kernel cannot copy between these files."""
+    h = hashlib.new(algorithm)
+    total = 0
+    try:
+        with ThreadPoolExecutor(max_workers=1) as copier:
+            ahead = copier.submit(_copy_range, src, dst, 0, COPY_BLOCK)
+            while True:
+                n = ahead.result()
+                if n == 0:
+                    break
+                ahead = copier.submit(_copy_range, src, dst, total + n,
+                                      COPY_BLOCK)
+                end = total + n
+                while total < end:
+                    chunk = os.pread(dst, min(COPY_CHUNK, end - total),
+                                     total)
+                    if not chunk:
+                        raise OSError("the copy is shorter than written")
+                    h.update(chunk)
+                    total += len(chunk)
+    except OSError as e:
+        if total or getattr(e, "errno", None) not in NO_KERNEL_COPY:
+            raise
+        os.lseek(src, 0, os.SEEK_SET)
+        os.ftruncate(dst, 0)
+        os.lseek(dst, 0, os.SEEK_SET)
+        return hash_fd(src, copy_to=dst, algorithm=algorithm)
+    return total, h.hexdigest()
 
 
 def hash_file(path: str) -> tuple[int, str]:

@@ -16,9 +16,11 @@ def render_result(res: dict, **kwargs) -> None:
     if isinstance(msg, tuple):
         msg = msg[0] % tuple(msg[1:])
     if action == "slurm-list-open-jobs":
-        ui.message("%10s  %-24s %s" % (
+        deps = res.get("depends_on")
+        ui.message("%10s  %-24s %s%s" % (
             res.get("slurm_job_id"), res.get("state"),
-            ", ".join(res.get("outputs") or [])))
+            ", ".join(res.get("outputs") or []),
+            "  (after %s)" % ", ".join(deps) if deps else ""))
         return
     if res.get("dry_run") == "command":
         ui.message(res.get("cmd_expanded", ""))

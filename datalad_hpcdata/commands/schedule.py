@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import logging
 
-from datalad.core.local.run import Run, get_command_pwds
 from datalad.distribution.dataset import datasetmethod, require_dataset
 from datalad.interface.base import Interface, build_doc, eval_results
 from datalad.interface.results import get_status_dict
 from datalad.support.constraints import EnsureBool, EnsureNone, EnsureStr
 from datalad.support.param import Parameter
 
-from ..dataset.handle import DatasetHandle
-from ..jobs.container import ContainerError
-from ..jobs.schedule import ACTION, ScheduleError, job_pwd, plan, schedule
-from .options import alt_dir_opt
+from .options import alt_dir_opt, run_params
 from .render import render_result
 
 lgr = logging.getLogger("datalad.hpcdata.schedule")
 
-_run = Run._params_
+_run = run_params
 
 
 @build_doc
@@ -38,6 +34,12 @@ class SlurmSchedule(Interface):
     nothing else in the dataset is touched). If the submission fails, the
     claim is released and the worktree restored. Nothing is committed now:
     run :command:`datalad slurm-finish` later.
+
+    An input in, under or over an output an open job claims makes the job
+    wait for that job: it is submitted with ``--dependency=afterok:<ids>``
+    (merged with a dependency of your own), the input need not exist yet,
+    and the result says ``depends_on``. Configuration
+    ``datalad.hpcdata.dependencies``: ``auto`` (default) or ``refuse``.
     """
 
     _examples_ = [
@@ -52,6 +54,17 @@ class SlurmSchedule(Interface):
                       "-o results sbatch code/job.sh",
              code_py="slurm_schedule('sbatch code/job.sh', container='sim', "
                      "inputs=['data'], outputs=['results'])"),
+        dict(text="Then one that reads those results at once: it waits for "
+                  "the first job in Slurm",
+             code_cmd="datalad slurm-schedule -i results -o plots "
+                      "sbatch code/plot.sh",
+             code_py="slurm_schedule('sbatch code/plot.sh', "
+                     "inputs=['results'], outputs=['plots'])"),
+        dict(text="Submit one job per line of a JSON lines file",
+             code_cmd="datalad slurm-schedule --jobs-from jobs.jsonl",
+             code_py="slurm_schedule(jobs_from=[{'cmd': 'sbatch job.sh 1', "
+                     "'outputs': ['res/1']}, {'cmd': 'sbatch job.sh 2', "
+                     "'outputs': ['res/2']}])"),
     ]
 
     result_renderer = "tailored"
@@ -70,7 +83,10 @@ class SlurmSchedule(Interface):
             action="append",
             doc="""(required) a file or directory the job writes (globs
             claim their literal leading directory). Only declared outputs
-            and the job's Slurm logs are committed by slurm-finish.
+            and the job's Slurm logs are committed by slurm-finish. For an
+            array job, %%a (the task id) and %%A (the array's job id) make
+            an output per task ('results/sim-%%a'): each task's outputs
+            are committed when it completed, the failed ones' are not.
             [CMD: This option can be given more than once. CMD]"""),
         expand=_run["expand"],
         assume_ready=_run["assume_ready"],
@@ -93,6 +109,17 @@ class SlurmSchedule(Interface):
             container, so slurm-reschedule reuses it.""",
             constraints=EnsureStr() | EnsureNone()),
         jobs=_run["jobs"],
+        jobs_from=Parameter(
+            args=("--jobs-from",), metavar="FILE",
+            doc="""schedule one job per line of FILE ('-': standard input):
+            JSON objects with the keys cmd and outputs (required), inputs,
+            extra_inputs, message, alt_dir, expand, assume_ready (from
+            Python also a list of such dicts). All lines are validated
+            first; a bad line is reported by its number and nothing is
+            submitted. Then the jobs are claimed and submitted one by one,
+            each with its own result. Placeholders are expanded per line;
+            -m, --alt-dir, --expand and --assume-ready are defaults for
+            lines without that key."""),
     )
 
     @staticmethod
@@ -101,15 +128,41 @@ class SlurmSchedule(Interface):
     def __call__(cmd=None, *, dataset=None, inputs=None, extra_inputs=None,
                  outputs=None, expand=None, assume_ready=None, message=None,
                  dry_run=None, alt_dir=None, check_outputs=None,
-                 container=None, jobs=None):
+                 container=None, jobs=None, jobs_from=None):
+        # the workflow is imported here, not when DataLad builds the parser
+        from ..dataset.handle import DatasetHandle
+        from ..jobs.command import command_pwd
+        from ..jobs.container import ContainerError
+        from ..jobs.dataflow import annotate
+        from ..jobs.schedule import (
+            ACTION,
+            ScheduleError,
+            job_pwd,
+            plan,
+            schedule,
+        )
         ds = require_dataset(dataset, check_installed=True,
                              purpose="schedule a Slurm job")
         handle = DatasetHandle(ds)
-        pwd = job_pwd(handle, get_command_pwds(dataset)[0])
+        pwd = job_pwd(handle, command_pwd(dataset))
         if check_outputs is False:
             lgr.warning("--check-outputs false is ignored: overlapping "
                         "outputs are always refused")
         alt_dir = alt_dir or ds.config.get("datalad.hpcdata.alt-dir")
+        if jobs_from is not None:
+            if cmd or inputs or outputs or extra_inputs:
+                yield get_status_dict(
+                    action=ACTION, ds=ds, path=ds.path, type="dataset",
+                    status="impossible", logger=lgr,
+                    message="with --jobs-from, give the command, inputs and "
+                            "outputs on each line, not on the command line")
+                return
+            from ..jobs.batch import schedule_many
+            yield from schedule_many(
+                handle, jobs_from, pwd, jobs=jobs, dry_run=dry_run,
+                defaults=dict(message=message, alt_dir=alt_dir,
+                              expand=expand, assume_ready=assume_ready))
+            return
         try:
             spec = plan(handle, cmd, pwd, inputs=inputs,
                         extra_inputs=extra_inputs, outputs=outputs,
@@ -120,6 +173,7 @@ class SlurmSchedule(Interface):
                                   type="dataset", status="impossible",
                                   message=str(e), logger=lgr)
             return
-        yield from schedule(handle, spec, jobs=jobs, dry_run=dry_run)
+        yield from annotate(schedule(handle, spec, jobs=jobs,
+                                     dry_run=dry_run), spec)
 
     custom_result_renderer = staticmethod(render_result)

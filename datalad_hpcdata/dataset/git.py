@@ -5,18 +5,25 @@ scan.  `TreeEditor` applies a set of path changes to a tree by reading only
 the trees on the changed paths (``git cat-file --batch``) and writing only
 the trees that changed (``git mktree --batch``): cost follows the number and
 depth of changed paths and the size of the directories they are in, not the
-size of the dataset.  :func:`annex_add` stages files into a scratch index
-holding only them, for the same reason.
+size of the dataset.  Files are staged into a scratch index holding only
+them (:mod:`.scratch`), for the same reason, and :func:`update_index` then
+tells the real index about exactly those paths: in a split index (see
+:mod:`.gitindex`) without reading or rewriting the shared part.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import re
+from pathlib import Path
 
 from ..runner import CommandError, popen, run
+from . import gitindex
 
 TREE_MODE = "40000"
+# an index this large that is not split yet (and core.splitIndex unset) is
+# split by the next update: from then on updates leave the shared part alone
+SPLIT_INDEX_MIN_ENTRIES = 100_000
 GITLINK_MODE = "160000"
 ZERO = "0" * 40
 # pathspecs are always literal: a file named "a*" is not a pattern
@@ -41,6 +48,36 @@ def rev_parse(repo, rev):
     proc = git(repo, "rev-parse", "--verify", "-q", rev + "^{commit}",
                check=False)
     return proc.stdout.strip() if proc.returncode == 0 else None
+
+
+def head_commit(repo, git_dir) -> str | None:
+    """HEAD's commit read from the ref files, as git reads them (no
+    process: it is read once per submitted job); anything unusual
+    (reftable, a symbolic ref to a symbolic ref, ...) asks git."""
+    git_dir = Path(git_dir)
+    try:
+        head = (git_dir / "HEAD").read_text().strip()
+        common = git_dir
+        if (git_dir / "commondir").is_file():
+            common = git_dir / (git_dir / "commondir").read_text().strip()
+        sha = head
+        if head.startswith("ref: refs/"):
+            ref, sha = head[5:], None
+            for base in (git_dir, common):
+                if (base / ref).is_file():
+                    sha = (base / ref).read_text().strip()
+                    break
+            else:
+                for line in (common / "packed-refs").read_text(
+                        ).splitlines():
+                    if line.endswith(" " + ref):
+                        sha = line.split(" ", 1)[0]
+                        break
+        if sha and re.fullmatch(r"[0-9a-f]{40}", sha):
+            return sha
+    except OSError:
+        pass
+    return rev_parse(repo, "HEAD")
 
 
 def _obj_type(mode: str) -> str:
@@ -133,10 +170,14 @@ class TreeEditor:
             parts = path.split("/")
             for part in parts[:-1]:
                 nxt = node.get(part)
+                if isinstance(nxt, tuple) and nxt[1] is not None \
+                        and entry is None:
+                    break   # a file replaces this directory: moot
                 if not isinstance(nxt, dict):
                     nxt = node[part] = {}
                 node = nxt
-            node[parts[-1]] = ("leaf", entry)
+            else:
+                node[parts[-1]] = ("leaf", entry)
         sha = self._edit(tree, trie)
         return sha if sha is not None else self.write_tree({})
 
@@ -213,33 +254,146 @@ def ls_files_stage(repo, paths, env=None) -> dict:
                         *paths, env=env).stdout, sha_field=1)
 
 
-def annex_add(root: str, files: list[str], index: str) -> dict:
-    """`git annex add` the files into a scratch index holding only them.
+def config(root) -> dict:
+    """The repository's git configuration (last value of each key)."""
+    out = git(root, "config", "-z", "--list", check=False).stdout
+    found = {}
+    for rec in out.split("\0"):
+        key, _, value = rec.partition("\n")
+        if key:
+            found[key.lower()] = value
+    return found
 
-    git-annex refreshes and rewrites whatever index it works on; pointing it
-    at a scratch index keeps that cost proportional to the job's files, not
-    to the dataset (annex.largefiles is honoured; small files go to git).
-    Returns path -> (mode, sha) of what it staged."""
-    bad = [f for f in files if "\n" in f]
-    if bad:
-        raise GitError("file names with newlines cannot be annexed: %r" % bad)
-    if os.path.lexists(index):
-        os.unlink(index)
-    env = {"GIT_INDEX_FILE": index}
-    try:
-        proc = git(root, "annex", "add", "--batch", "--json",
-                   "--json-error-messages", input="\n".join(files) + "\n",
-                   env=env, literal=False)
-        for line in proc.stdout.splitlines():
-            try:
-                rec = json.loads(line) if line.strip() else {}
-            except ValueError:
+
+def _type_changes(root, paths) -> bool:
+    """Would one of `paths` replace a file by a directory (an ancestor is a
+    file in HEAD) or a directory by a file?"""
+    if any("\n" in p for p in paths):
+        return True             # not for a line-based query: let git do it
+    dirs = sorted({d for p in paths for d in _dirs_above(p)})
+    query = "".join("HEAD:%s\n" % p for p in dirs + sorted(paths))
+    out = git(root, "cat-file", "--batch-check=%(objecttype)",
+              input=query).stdout.split("\n")
+    kinds = {p: "missing" if k.endswith(" missing") else k
+             for p, k in zip(dirs + sorted(paths), out)}
+    return any(kinds[d] not in ("tree", "missing") for d in dirs) or \
+        any(kinds[p] == "tree" for p in paths)
+
+
+def _dirs_above(path: str) -> list[str]:
+    parts = path.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
+
+
+def update_index(root: str, entries: dict, deleted=(),
+                 undo: list | None = None) -> str:
+    """Bring the index up to date for exactly these paths: `entries` (path
+    -> (mode, sha)) staged as given, `deleted` removed.
+
+    In a split index, additions go into the split file alone (no read or
+    rewrite of the shared part, see :mod:`.gitindex`).  Anything else --
+    deletions, an index git must rewrite, the user's ``core.splitIndex=
+    false``, a ``post-index-change`` hook -- goes to one ``git
+    update-index --index-info``, which also splits a large index once when
+    ``core.splitIndex`` is unset.  `undo` gets what :func:`restore_index`
+    needs to give these paths their old entries back: the old split file
+    (a few kB; nothing else is read), or the paths' old entries when git
+    does the update (it reads the whole index anyway).  Returns "split" or
+    "git"."""
+    if not entries and not deleted:
+        return "none"
+    settings = config(root)
+    split = settings.get("core.splitindex", "").lower()
+    index, hook, git_dir = git(
+        root, "rev-parse", "--git-path", "index", "--git-path",
+        "hooks/post-index-change", "--git-dir").stdout.splitlines()
+    index, hook, git_dir = (os.path.join(root, p) for p in
+                            (index, hook, git_dir))
+    paths = sorted(set(entries) | set(deleted))
+    if not deleted and split not in ("false", "no", "off", "0") \
+            and _has_shared_index(git_dir) and not os.path.exists(hook) \
+            and not _type_changes(root, entries):
+        try:
+            old, written = gitindex.add_entries(
+                index, git_dir, root, entries,
+                settings.get("splitindex.maxpercentchange"))
+            if undo is not None:
+                undo.append(("split", index, git_dir, old, written, paths))
+            return "split"
+        except gitindex.Unsupported:
+            pass
+        except gitindex.Locked as e:
+            raise GitError(str(e)) from e
+    if undo is not None:
+        undo.append(("git", index_info(ls_files_stage(root, paths), paths)))
+    opts = []
+    sparse = any(settings.get(k, "").lower() == "true"
+                 for k in ("index.sparse", "core.sparsecheckout"))
+    if not split and not sparse and \
+            _index_entries(index) >= SPLIT_INDEX_MIN_ENTRIES:
+        opts = ["-c", "core.splitIndex=true"]
+    git(root, *opts, "update-index", "-z", "--index-info",
+        input=index_info(entries, paths))
+    return "git"
+
+
+def index_info(entries: dict, paths) -> str:
+    """``--index-info`` input that sets `paths` to `entries` (path ->
+    (mode, sha)); paths without an entry are removed from the index."""
+    return "".join("%s %s\t%s\0" % (entries[p][0], entries[p][1], p)
+                   if p in entries else "0 %s\t%s\0" % (ZERO, p)
+                   for p in paths)
+
+
+def restore_index(root: str, undo: list) -> None:
+    """Give the index back the entries noted by :func:`update_index`.
+
+    A split file nobody rewrote since is put back as it was; otherwise the
+    paths' old entries are read from a copy of the old split file (its
+    shared part is still in the git dir; HEAD's entries if it is gone) and
+    git sets them (this failure path may read the whole index)."""
+    for rec in reversed(undo):
+        if rec[0] == "git":
+            info = rec[1]
+        else:
+            _, index, git_dir, old, written, paths = rec
+            if gitindex.restore(index, old, written):
                 continue
-            if rec.get("success") is False:
-                raise GitError("git annex add %s failed: %s" % (
-                    rec.get("file"),
-                    "; ".join(rec.get("error-messages") or [])))
-        return ls_files_stage(root, files, env=env)
+            info = index_info(_old_entries(root, git_dir, old, paths), paths)
+        if info:
+            git(root, "update-index", "-z", "--index-info", input=info)
+    undo.clear()
+
+
+def _old_entries(root: str, git_dir: str, old: bytes, paths) -> dict:
+    copy = os.path.join(git_dir, "hpcdata-undo-%d.index" % os.getpid())
+    try:
+        with open(copy, "wb") as f:
+            f.write(old)
+        return ls_files_stage(root, paths, env={"GIT_INDEX_FILE": copy})
+    except (GitError, OSError):
+        return ls_tree(root, "HEAD", paths)
     finally:
-        if os.path.lexists(index):
-            os.unlink(index)
+        if os.path.lexists(copy):
+            os.unlink(copy)
+
+
+def _has_shared_index(git_dir: str) -> bool:
+    """Could the index be split?  (Not without a shared index file: then
+    the index is not parsed just to find that out.)"""
+    try:
+        with os.scandir(git_dir) as it:
+            return any(e.name.startswith("sharedindex.") for e in it)
+    except OSError:
+        return True
+
+
+def _index_entries(index: str) -> int:
+    """Entries in a (not split) index file, from its header."""
+    try:
+        with open(index, "rb") as f:
+            sig, _, count = gitindex.HEADER.unpack(
+                f.read(gitindex.HEADER.size))
+    except (OSError, ValueError):
+        return 0
+    return count if sig == gitindex.SIGNATURE else 0

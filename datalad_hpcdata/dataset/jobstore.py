@@ -23,91 +23,18 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from .jobrows import (  # noqa: F401  (ConflictError, Job: for importers)
+    OPEN_STATES,
+    SCHEMA,
+    SCHEMA_VERSION,
+    ConflictError,
+    Job,
+    _job,
+)
 from .lock import lock_mode, repository_lock
 from .paths import ancestors
-
-SCHEMA_VERSION = 1
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS jobs (
-    row            INTEGER PRIMARY KEY AUTOINCREMENT,
-    status         TEXT NOT NULL CHECK (status IN
-                     ('submitting', 'open', 'committed', 'abandoned',
-                      'rejected')),
-    cluster        TEXT NOT NULL DEFAULT '',
-    job_id         TEXT,
-    created        REAL NOT NULL,
-    submit_time    REAL,
-    head           TEXT,
-    host           TEXT,
-    pid            INTEGER,
-    spec           TEXT NOT NULL,
-    slurm          TEXT NOT NULL DEFAULT '{}',
-    pending_commit TEXT,
-    commit_sha     TEXT,
-    closed_time    REAL,
-    reason         TEXT,
-    UNIQUE (cluster, job_id)
-);
-CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
-CREATE TABLE IF NOT EXISTS claims (
-    path TEXT PRIMARY KEY,
-    row  INTEGER NOT NULL REFERENCES jobs (row)
-);
-CREATE INDEX IF NOT EXISTS claims_row ON claims (row);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT);
-"""
-
-OPEN_STATES = ("submitting", "open")
-
-
-class ConflictError(Exception):
-    """Outputs overlap with those of an open job."""
-
-    def __init__(self, conflicts):
-        self.conflicts = conflicts  # list of (new_path, claimed_path, job)
-        lines = []
-        for new, claimed, job in conflicts:
-            owner = ("job %s" % job.job_id if job.job_id
-                     else "a submission in progress (pid %s on %s)"
-                     % (job.pid, job.host) if job.pid
-                     else "an interrupted submission (row %d; run "
-                     "slurm-finish to resolve it)" % job.row)
-            lines.append("output %r overlaps %r claimed by %s"
-                         % (new, claimed, owner))
-        super().__init__("; ".join(lines))
-
-
-@dataclass
-class Job:
-    row: int
-    status: str
-    cluster: str
-    job_id: str | None
-    created: float
-    submit_time: float | None
-    head: str | None
-    host: str | None
-    pid: int | None
-    spec: dict
-    slurm: dict = field(default_factory=dict)
-    pending_commit: str | None = None
-    commit_sha: str | None = None
-    closed_time: float | None = None
-    reason: str | None = None
-
-    @property
-    def label(self) -> str:
-        return self.job_id if self.job_id else "(row %d)" % self.row
-
-def _job(r) -> Job:
-    d = dict(r)
-    d["spec"] = json.loads(d["spec"])
-    d["slurm"] = json.loads(d["slurm"] or "{}")
-    return Job(**d)
 
 
 class JobStore:
@@ -328,6 +255,18 @@ class JobStore:
             r = con.execute("SELECT * FROM jobs WHERE row = ?",
                             (row,)).fetchone()
         return _job(r) if r is not None else None
+
+    def overlapping_claims(self, paths: list[str]) -> list[tuple]:
+        """Claims of open jobs that equal, contain or lie below any of
+        `paths` (canonical; "" stands for the whole dataset), as
+        ``(path, claimed path, Job)``.  Read-only.  Only open jobs have
+        claims and the lookup uses the claims index, so its cost does not
+        grow with the job history."""
+        if "" in paths:
+            return [("", d.pop("cpath"), _job(d)) for d in map(dict, (
+                self.con.execute("SELECT c.path AS cpath, j.* FROM claims c "
+                                 "JOIN jobs j ON c.row = j.row")))]
+        return self._conflicts(self.con, sorted(set(paths)))
 
     def claims_of(self, row: int) -> list[str]:
         with self.session() as con:

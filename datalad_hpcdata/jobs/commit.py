@@ -6,10 +6,12 @@ Steps (all under the repository lock):
 1. collect each job's files: declared outputs (globs expanded, directories
    walked) and Slurm logs, plus tracked files below its outputs that are
    gone (deletions);
-2. stage them all at once: one ``git annex add --batch`` into a scratch
-   index holding only these files (honours ``annex.largefiles``; small
-   files go to git), then one ``git update-index --index-info`` tells the
-   real index about exactly these paths; ``git update-index`` directly for
+2. stage them all at once: the files the dataset would annex anyway are
+   annexed by keys hashed here (or while an alt-dir copy-back copied them),
+   in bulk (:mod:`..dataset.annexkeys`), the others with one ``git annex
+   add --batch`` (honours ``annex.largefiles``; small files go to git),
+   each into a scratch index holding only these files; then the real index
+   learns about exactly these paths; ``git update-index`` directly for
    repositories without an annex;
 3. build one commit per job on top of the previous one with index-free tree
    edits (only the declared paths are read or written);
@@ -36,24 +38,26 @@ from dataclasses import dataclass, field
 from datalad.log import log_progress
 
 from .. import faults
+from ..dataset.annexkeys import hash_files, make_keys
+from ..dataset.annexkeys import register as register_keys
 from ..dataset.git import (
-    ZERO,
     GitError,
     TreeEditor,
-    annex_add,
     commit_tree,
-    git,
     head_tree,
-    ls_files_stage,
     ls_tree,
+    restore_index,
     rev_parse,
+    update_index,
     update_ref,
 )
 from ..dataset.handle import DatasetHandle
 from ..dataset.jobstore import Job
 from ..dataset.lock import repository_lock
 from ..dataset.paths import ancestors, claim_path, expand, has_glob, walk_files
+from ..dataset.scratch import annex_add, git_add
 from ..slurm import JobInfo
+from . import tasks
 from .logs import job_logs
 from .record import build_record, format_message
 from .recovery import clean_staged, close_pending
@@ -73,6 +77,7 @@ class JobCommit:
     deleted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     commit: str | None = None
+    keys: dict = field(default_factory=dict)   # path -> known annex key
 
 
 def collect(root: str, job: JobCommit, tracked: dict):
@@ -102,44 +107,32 @@ def _declared(path: str, specs: list[str]) -> bool:
     return False
 
 
-def index_entries(entries: dict, paths: list[str]) -> str:
-    """``--index-info`` input that sets `paths` to `entries` (path ->
-    (mode, sha)); paths without an entry are removed from the index."""
-    return "".join("%s %s\t%s\0" % (entries[p][0], entries[p][1], p)
-                   if p in entries else "0 %s\t%s\0" % (ZERO, p)
-                   for p in paths)
-
-
-def restore_index(root: str, undo: list[str]) -> None:
-    """Give the real index back the entries noted by :func:`stage`."""
-    for info in reversed(undo):
-        if info:
-            git(root, "update-index", "-z", "--index-info", input=info)
-    undo.clear()
-
-
 def stage(root: str, files: list[str], deleted: list[str], annex: bool,
-          scratch_index: str, undo: list | None = None) -> dict:
+          scratch_index: str, undo: list | None = None,
+          keys: dict | None = None) -> dict:
     """Stage present files (annex or git) and deletions in the index.
 
-    Returns path -> (mode, sha) of the staged files; `undo` gets what
-    restores the real index's previous entries for these paths."""
-    if undo is not None and (files or deleted):
-        paths = sorted(set(files) | set(deleted))
-        undo.append(index_entries(ls_files_stage(root, paths), paths))
+    Files in `keys` (path -> annex key, their hash known) are annexed
+    under that key without being read again, the other files that qualify
+    are hashed here and annexed alike, in bulk (:mod:`..dataset.annexkeys`;
+    the rest: ``git annex add``).  Returns path -> (mode, sha) of the
+    staged files; `undo` gets what :func:`restore_index` needs to give the
+    real index back its previous entries for these paths (read without
+    reading the whole index)."""
     staged = {}
-    if files and annex:
-        staged = annex_add(root, files, scratch_index)
-    elif files:
-        git(root, "update-index", "--add", "-z", "--stdin",
-            input="\0".join(files) + "\0")
-        staged = ls_files_stage(root, files)
-    # the real index learns exactly these paths, in one write
-    info = "".join("%s %s\t%s\0" % (mode, sha, path)
-                   for path, (mode, sha) in staged.items() if annex)
-    info += "".join("0 %s\t%s\0" % (ZERO, path) for path in deleted)
-    if info:
-        git(root, "update-index", "-z", "--index-info", input=info)
+    keyed = {}
+    if annex:
+        keyed = {f: keys[f] for f in files if f in (keys or {})}
+        keyed.update(make_keys(root, hash_files(
+            root, [f for f in files if f not in keyed])))
+    rest = [f for f in files if f not in keyed]
+    if rest:
+        add = annex_add if annex else git_add
+        staged = add(root, rest, scratch_index)
+    if keyed:
+        staged.update(register_keys(root, keyed, scratch_index + ".keys"))
+    # the real index learns exactly these paths (no whole-index rewrite)
+    update_index(root, staged, deleted, undo)
     return staged
 
 
@@ -155,7 +148,8 @@ def build_commits(root: str, head: str | None, jobs: list[JobCommit],
         collect(root, job, tracked)
     files = sorted({f for j in jobs for f in j.files})
     deleted = sorted({f for j in jobs for f in j.deleted})
-    staged = stage(root, files, deleted, annex, scratch_index, index_undo)
+    staged = stage(root, files, deleted, annex, scratch_index, index_undo,
+                   {f: k for j in jobs for f, k in j.keys.items()})
     faults.point("finish:annex-add")
     tip = head
     tree = head_tree(root, head)
@@ -190,6 +184,14 @@ class Finished:
     info: JobInfo
     logs: list[str] = field(default_factory=list)
     fetched: object = None      # altdir FetchReport for alt-dir jobs
+    split: object = None        # tasks.TaskSplit: per-task outputs
+    keys: dict = field(default_factory=dict)   # path -> known annex key
+
+    @property
+    def outputs(self) -> list[str]:
+        """The output specs this finish commits."""
+        return tasks.committed_outputs(self.spec, self.split,
+                                       self.job.job_id)
 
 
 def commit_finished(handle: DatasetHandle, finished: list[Finished],
@@ -221,7 +223,7 @@ def commit_finished(handle: DatasetHandle, finished: list[Finished],
                     message="committed by an interrupted earlier run")
                 continue
             item.logs = job_logs(handle.root, item.spec, item.job.job_id,
-                                 item.info)
+                                 tasks.logs_info(item.info, item.split))
             if item.spec.alt_root:
                 faults.point("finish:copy-back")
                 failure = _copy_back(handle, item, jobs)
@@ -251,7 +253,8 @@ def _copy_back(handle: DatasetHandle, item: Finished, jobs) -> dict | None:
     from . import staging
     job, info = item.job, item.info
     try:
-        rep = staging.fetch_back(handle, item.spec, info, item.logs, jobs)
+        rep, item.keys = staging.fetch_back(handle, item.spec, info,
+                                            item.logs, jobs, item.outputs)
     except (staging.StagingError, OSError) as e:
         return job_result(handle, job, status="error", state=info.state,
                           message="could not copy outputs back: %s" % e)
@@ -274,12 +277,13 @@ def _commit_locked(handle: DatasetHandle, ready: list[Finished],
     commits = []
     for item in ready:
         record = build_record(handle.ds.id, item.job, item.spec, item.info,
-                              item.logs)
+                              item.logs, item.split)
         commits.append(JobCommit(
             key=item.job.row,
-            message=format_message(item.job.job_id, item.info.state,
-                                   [message, item.spec.message], record),
-            outputs=item.spec.output_specs, extra_files=item.logs))
+            message=format_message(item.job.job_id, tasks.subject_state(
+                item.info.state, item.split), [message, item.spec.message],
+                record),
+            outputs=item.outputs, extra_files=item.logs, keys=item.keys))
     by_row = {item.job.row: item for item in ready}
     pid = "hpcdata-finish-%d-%d" % (os.getpid(), id(ready))
     log_progress(lgr.debug, pid, "Committing %d finished jobs", len(commits),
@@ -344,6 +348,8 @@ def _committed(handle: DatasetHandle, item: Finished, c: JobCommit,
                keep_alt_dir: bool) -> dict:
     job, info = item.job, item.info
     extra = {"not_committed": c.skipped} if c.skipped else {}
+    extra.update(tasks.not_committed(handle.root, item.spec, item.split,
+                                     info, job.job_id))
     rep = item.fetched
     if rep is not None:
         extra["copied_back"] = len(rep.copied)
@@ -351,15 +357,17 @@ def _committed(handle: DatasetHandle, item: Finished, c: JobCommit,
             extra["missing"] = rep.missing
         if not keep_alt_dir:
             from . import staging
-            staging.unstage(handle, item.spec, job.row, c.extra_files)
+            staging.unstage(handle, item.spec, job.row, c.extra_files,
+                            c.outputs)
             handle.store.cleanup_done(job.row)
             faults.point("finish:cleanup")
     return job_result(
         handle, job, status="ok", state=info.state,
         exit_code=info.exit_code, commit=c.commit, files=len(c.files),
         deleted=len(c.deleted),
-        message=("committed job %s (%s) as %s%s", job.job_id, info.state,
-                 c.commit[:10], "; not committed (ignored?): %s"
-                 % ", ".join(c.skipped) if c.skipped else ""),
+        message=("committed job %s (%s) as %s%s%s", job.job_id,
+                 tasks.subject_state(info.state, item.split), c.commit[:10],
+                 "; not committed (ignored?): %s" % ", ".join(c.skipped)
+                 if c.skipped else "", tasks.failed_text(extra)),
         **extra)
 

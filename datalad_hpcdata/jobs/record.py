@@ -29,6 +29,7 @@ from ..dataset.paths import relative_to_pwd
 from ..slurm import JobInfo
 from .container import record_entry
 from .spec import JobSpec
+from .tasks import record_keys
 
 MARKER = "[DATALAD SLURM RUN]"
 BELOW = "=== Do not change lines below ==="
@@ -122,6 +123,7 @@ def normalize_record(record: dict) -> dict:
         "from_peer": from_peer,
         "dsid": record.get("dsid"),
         "container": record.get("container") or None,
+        "array_override": record.get("array_override") or None,
     }
 
 
@@ -129,12 +131,16 @@ def extension_tag() -> str:
     return "%s %s" % (EXTENSION, __version__)
 
 
+def _int_id(job_id):
+    return int(job_id) if str(job_id).isdigit() else job_id
+
+
 def _task_key(task: str):
     return (0, int(task)) if task.isdigit() else (1, task)
 
 
 def build_record(dsid: str, job: Job, spec: JobSpec, info: JobInfo,
-                 logs: list[str]) -> dict:
+                 logs: list[str], split=None) -> dict:
     """The run record of a finished job (a superset of datalad run's)."""
     rel_pwd = spec.pwd
     rec = {
@@ -146,8 +152,7 @@ def build_record(dsid: str, job: Job, spec: JobSpec, info: JobInfo,
         "outputs": spec.outputs,
         "pwd": rel_pwd,
         "chain": spec.chain,
-        "slurm_job_id": int(job.job_id) if job.job_id.isdigit()
-        else job.job_id,
+        "slurm_job_id": _int_id(job.job_id),
         "slurm_outputs": [relative_to_pwd(log, rel_pwd) for log in logs],
         "cluster": job.cluster,
         "slurm_state": info.state,
@@ -165,6 +170,12 @@ def build_record(dsid: str, job: Job, spec: JobSpec, info: JobInfo,
     }
     if spec.container:
         rec["container"] = record_entry(spec.container)
+    if spec.depends_on:
+        # the producers whose outputs this job read, with their commits
+        rec["depends_on"] = [
+            dict({k: d.get(k) for k in ("cluster", "commit", "inputs")},
+                 slurm_job_id=_int_id(d.get("slurm_job_id")))
+            for d in spec.depends_on]
     if info.tasks:
         rec["array"] = spec.array
         rec["array_tasks"] = {
@@ -172,4 +183,5 @@ def build_record(dsid: str, job: Job, spec: JobSpec, info: JobInfo,
                 "slurm_job_id": i.job_id}
             for t, i in sorted(info.tasks.items(),
                                key=lambda kv: _task_key(kv[0]))}
+        rec.update(record_keys(spec, info, split))
     return rec

@@ -15,12 +15,11 @@ import os
 import shlex
 import time
 
-from datalad.core.local.run import format_command, normalize_command
 from datalad.interface.results import get_status_dict
 from datalad.support.globbedpaths import GlobbedPaths
 
 from .. import faults
-from ..dataset.git import rev_parse
+from ..dataset.git import head_commit
 from ..dataset.handle import DatasetHandle
 from ..dataset.jobstore import ConflictError
 from ..dataset.lock import repository_lock
@@ -34,26 +33,27 @@ from ..dataset.paths import (
     overlaps,
     relative_to_pwd,
 )
-from ..dataset.worktree import missing_content, prepare_outputs, restore
 from ..slurm import SlurmError
-from ..slurm.argv import is_sbatch
-from . import submissions
+from ..slurm.argv import is_sbatch, user_array, with_option
+from . import dataflow, submissions
+from .cluster import cluster_name
+from .command import format_command, normalize_command
 from .container import with_container
+from .errors import ScheduleError
+from .prepare import _expected_errors, _Prepared
 from .record import extension_tag
 from .signals import interruptible
 from .spec import JobSpec
-from .submissions import cluster_name, new_token
+from .submissions import new_token
 from .submit import submit, why
+from .tasks import array_tasks, task_claims
+from .tasks import split as split_tasks
 
 __all__ = ["ScheduleError", "cluster_name", "plan", "schedule"]
 
 lgr = logging.getLogger("datalad.hpcdata.schedule")
 
 ACTION = "slurm-schedule"
-
-
-class ScheduleError(ValueError):
-    """Bad input; nothing was changed."""
 
 
 def _listify(value) -> list[str]:
@@ -88,13 +88,18 @@ def check_inputs_exist(handle: DatasetHandle, specs: list[str],
                     if has_glob(spec) else ""))
 
 
-def check_outputs(handle: DatasetHandle, outputs: list[str]) -> list[str]:
-    """The paths the outputs claim; ScheduleError for unusable ones."""
+def check_outputs(handle: DatasetHandle, outputs: list[str],
+                  tasks: list[int] = ()) -> list[str]:
+    """The paths the outputs claim (per-task patterns: one per task, see
+    :mod:`.tasks`); ScheduleError for unusable ones."""
     claims = []
     subds = handle.subdataset_paths()
-    for spec in outputs:
+    patterns, outputs = split_tasks(outputs)
+    each = [(spec, None) for spec in outputs] + [
+        (p, c) for p in patterns for c in task_claims([p], tasks)]
+    for spec, claim in each:
         try:
-            claim = claim_path(spec)
+            claim = claim or claim_path(spec)
         except PathError as e:
             raise ScheduleError("output %s" % e)
         for sub in subds:
@@ -107,10 +112,17 @@ def check_outputs(handle: DatasetHandle, outputs: list[str]) -> list[str]:
 
 
 def expanded_for_command(handle: DatasetHandle, specs: list[str],
-                         rel_pwd: str, must_exist: bool) -> list[str]:
-    """Paths relative to pwd, globs expanded, for {inputs}/{outputs}."""
+                         rel_pwd: str, must_exist: bool,
+                         keep: set[str] = frozenset()) -> list[str]:
+    """Paths relative to pwd, globs expanded, for {inputs}/{outputs}.
+
+    Specs in `keep` (inputs an open job writes) are passed as given: what
+    exists now is not what the job will read."""
     out = []
     for spec in specs:
+        if spec in keep:
+            out.append(relative_to_pwd(spec, rel_pwd))
+            continue
         hits = expand(spec, handle.root) if has_glob(spec) or must_exist \
             else [spec]
         out.extend(relative_to_pwd(h, rel_pwd) for h in hits)
@@ -170,11 +182,25 @@ def _alt_root(handle: DatasetHandle, alt_dir: str | None) -> str | None:
         raise ScheduleError("--alt-dir: %s" % e)
 
 
+def _flow(fn, *args):
+    """Call a :mod:`.dataflow` function; its errors are bad input."""
+    try:
+        return fn(*args)
+    except dataflow.DataflowError as e:
+        raise ScheduleError(str(e))
+
+
 def plan(handle: DatasetHandle, cmd, pwd_abs: str, inputs=None,
          extra_inputs=None, outputs=None, expand_opt: str | None = None,
          message: str | None = None, chain=None, alt_dir: str | None = None,
-         assume_ready: str | None = None, container=None) -> JobSpec:
-    """Validate everything and return the job spec (no side effects)."""
+         assume_ready: str | None = None, container=None,
+         planned=(), array: str | None = None) -> JobSpec:
+    """Validate everything and return the job spec (no side effects).
+
+    Inputs that open jobs (or the `planned` ones, see
+    :class:`.dataflow.Planned`) write make the job depend on those jobs:
+    they need not exist yet, and the submission gets their afterok.
+    `array` replaces the job's --array (re-running some of its tasks)."""
     rel_pwd = dataset_relative_pwd(handle, pwd_abs)
     in_specs = resolve_specs(handle, inputs, pwd_abs, "input")
     extra_specs = resolve_specs(handle, extra_inputs, pwd_abs, "extra input")
@@ -183,11 +209,26 @@ def plan(handle: DatasetHandle, cmd, pwd_abs: str, inputs=None,
         raise ScheduleError(
             "at least one -o/--output is required: slurm-finish commits only "
             "the declared outputs (and the job's Slurm logs)")
-    check_inputs_exist(handle, in_specs)
-    check_inputs_exist(handle, extra_specs, "extra input")
-    claims = check_outputs(handle, out_specs)
-    inputs_cmd = expanded_for_command(handle, in_specs, rel_pwd, True)
+    producers = _flow(dataflow.producers, handle, in_specs + extra_specs,
+                      planned)
+    produced = dataflow.produced_specs(producers)
+    check_inputs_exist(handle, [s for s in in_specs if s not in produced])
+    check_inputs_exist(handle, [s for s in extra_specs if s not in produced],
+                       "extra input")
+    inputs_cmd = expanded_for_command(handle, in_specs, rel_pwd, True,
+                                      produced)
     outputs_cmd = expanded_for_command(handle, out_specs, rel_pwd, False)
+    patterns = split_tasks(out_specs)[0]
+    array_spec, tasks = None, []
+    if patterns or array:
+        # the array's task ids (before anything is created: a pattern
+        # without an array is refused with nothing changed)
+        array_spec = array or user_array(build_argv(
+            handle, cmd, pwd_abs, inputs_cmd, outputs_cmd)[2], pwd_abs)
+        tasks = array_tasks(array_spec, patterns) if patterns else []
+    claims = check_outputs(handle, out_specs, tasks)
+    # before _alt_root creates the directory
+    _flow(dataflow.check_alt_root, alt_dir, producers)
     alt_root = _alt_root(handle, alt_dir)
     job_pwd = pwd_abs
     if alt_root:
@@ -202,6 +243,13 @@ def plan(handle: DatasetHandle, cmd, pwd_abs: str, inputs=None,
                                 "call (the job's directory is set with "
                                 "--chdir)")
         argv = [argv[0], "--chdir=%s" % job_pwd] + argv[1:]
+    if array:
+        if not is_sbatch(argv):
+            raise ScheduleError("re-running some tasks of an array needs "
+                                "the command to be an sbatch call")
+        argv = with_option(argv, "--array=%s" % array)
+    argv, dependency = _flow(dataflow.add_dependency, argv, pwd_abs,
+                             producers, lambda: cluster_name(handle))
     exp = expand_opt or ""
     rec_inputs = (inputs_cmd if exp in ("inputs", "both") else
                   [relative_to_pwd(s, rel_pwd) for s in in_specs])
@@ -215,77 +263,12 @@ def plan(handle: DatasetHandle, cmd, pwd_abs: str, inputs=None,
         outputs=rec_outputs, input_specs=in_specs + extra_specs,
         output_specs=out_specs, claims=claims, message=message,
         chain=list(chain or []), alt_dir=alt_dir or None, alt_root=alt_root,
-        assume_ready=assume_ready, extension=extension_tag())
+        assume_ready=assume_ready, extension=extension_tag(),
+        depends_on=[p.as_dict() for p in producers], dependency=dependency,
+        tasks=tasks, array_spec=array_spec,
+        array_override=array or None)
     return with_container(handle, spec, container, pwd_abs) if container \
         else spec
-
-
-def _assumed(assume_ready: str | None, what: str) -> bool:
-    return assume_ready in (what, "both")
-
-
-def get_inputs(handle: DatasetHandle, spec: JobSpec, jobs=None) -> None:
-    """Get the content of annexed inputs that is not present."""
-    if _assumed(spec.assume_ready, "inputs"):
-        return
-    need = missing_content(handle.root, [
-        h for s in spec.input_specs for h in expand(s, handle.root)])
-    if not need:
-        return
-    failed = [r for r in handle.ds.get(
-        need, jobs=jobs, on_failure="ignore", result_renderer="disabled",
-        return_type="list") if r.get("status") in ("error", "impossible")]
-    if failed:
-        raise ScheduleError("could not get input content: %s" % "; ".join(
-            "%s: %s" % (f.get("path"), f.get("message")) for f in failed))
-
-
-class _Prepared:
-    """What was changed for a job before submission, to undo it exactly."""
-
-    def __init__(self, handle: DatasetHandle, spec: JobSpec, row: int,
-                 token: str):
-        self.handle, self.spec, self.row = handle, spec, row
-        self.token = token
-        self.created = time.time()
-        self.actions = []
-        self.staged = None
-
-    def prepare(self, jobs=None) -> None:
-        get_inputs(self.handle, self.spec, jobs)
-        faults.point("schedule:get")
-        if self.spec.alt_root:
-            from . import staging
-            self.staged = staging.stage_job(self.handle, self.spec, jobs)
-        elif not _assumed(self.spec.assume_ready, "outputs"):
-            self.actions = prepare_outputs(self.handle.root,
-                                           self.spec.output_specs)
-        submissions.note_prepared(self.handle, self.row, self.actions)
-        faults.point("schedule:prepare")
-
-    def undo(self, reason: str) -> list[str]:
-        """Restore the worktree, remove staged files, reject the row;
-        return paths that could not be restored.  Nothing is done when
-        another command already adopted or released the row."""
-        store = self.handle.store
-        with repository_lock(self.handle.git_dir):
-            now = store.get(self.row)
-            if now is None or now.status != "submitting":
-                return []
-            unrestored = restore(self.actions)
-            if self.spec.alt_root:
-                from . import staging
-                staging.unstage(self.handle, self.spec, self.row)
-            store.reject(self.row, reason)
-        return unrestored
-
-
-def _expected_errors(spec: JobSpec) -> tuple:
-    expected = (ScheduleError, OSError)
-    if spec.alt_root:
-        from ..altdir import StagingError
-        expected += (StagingError,)
-    return expected
 
 
 def schedule(handle: DatasetHandle, spec: JobSpec, jobs=None,
@@ -305,26 +288,66 @@ def schedule(handle: DatasetHandle, spec: JobSpec, jobs=None,
     except (ValueError, SlurmError) as e:
         yield get_status_dict(status="error", message=str(e), **res)
         return
-    head = rev_parse(handle.root, "HEAD")
+    head = head_commit(handle.root, handle.git_dir)   # no git process
     token = new_token()
-    try:
-        row = _claim(handle, spec, dict(spec.to_dict(), submit_token=token),
-                     head)
-    except ConflictError as e:
-        yield get_status_dict(status="impossible", message=str(e),
-                              conflicts=[
-                                  {"output": n, "claimed": c,
-                                   "slurm_job_id": j.job_id}
-                                  for n, c, j in e.conflicts], **res)
-        return
-    prepared = _Prepared(handle, spec, row, token)
+    prepared: list[_Prepared] = []
+
+    def claimed(row: int) -> None:
+        # still under the claim's lock: one lock acquisition per job
+        prepared.append(_Prepared(handle, spec, row, token))
+        _no_late_producer(handle, spec, row)
+        faults.point("schedule:claim")
+        prepared[0].prepare(jobs)
+
     with interruptible():
-        result = _prepare_and_submit(handle, spec, prepared, jobs)
+        result = _claim_prepare_submit(
+            handle, spec, dict(spec.to_dict(), submit_token=token), head,
+            claimed, prepared)
     yield get_status_dict(**dict(res, **result))
 
 
+def _no_late_producer(handle: DatasetHandle, spec: JobSpec,
+                      row: int) -> None:
+    """Refuse a job whose input another job claimed since it was planned:
+    its --dependency would miss that job."""
+    try:
+        late = dataflow.late_producers(handle.store, spec.input_specs,
+                                       spec.depends_on, row)
+    except dataflow.DataflowError as e:
+        raise ScheduleError("%s; nothing was submitted" % e) from e
+    if late:
+        raise ScheduleError(
+            "%s claimed %s, an input of this job, while it was being "
+            "scheduled; nothing was submitted: schedule it again to depend "
+            "on it" % (late[0].label, ", ".join(late[0].claims)))
+
+
+def _claim_prepare_submit(handle: DatasetHandle, spec: JobSpec,
+                          stored: dict, head: str | None, claimed,
+                          prepared: list) -> dict:
+    try:
+        _claim(handle, spec, stored, head, then=claimed)
+    except ConflictError as e:
+        if prepared:
+            raise
+        return dict(status="impossible", message=str(e), conflicts=[
+            {"output": n, "claimed": c, "slurm_job_id": j.job_id}
+            for n, c, j in e.conflicts])
+    except BaseException as e:
+        if not prepared:
+            raise
+        unrestored = prepared[0].undo("preparation failed: %s" % why(e))
+        if not isinstance(e, _expected_errors(spec)):
+            raise
+        msg = str(e)
+        if unrestored:
+            msg += "; could not restore: %s" % ", ".join(unrestored)
+        return dict(status="error", message=msg)
+    return submit(handle, spec, prepared[0])
+
+
 def _claim(handle: DatasetHandle, spec: JobSpec, stored: dict,
-           head: str | None, wait: float = 30.0) -> int:
+           head: str | None, then=None, wait: float = 30.0) -> int:
     """Claim the outputs.  A conflicting submission in progress is given
     (bounded) time to get its job id, so a refusal can name the job; an
     interrupted one is resolved (adopted or released) once."""
@@ -333,9 +356,13 @@ def _claim(handle: DatasetHandle, spec: JobSpec, stored: dict,
     while True:
         with repository_lock(handle.git_dir):
             try:
-                return handle.store.claim(spec.claims, stored, head)
+                row = handle.store.claim(spec.claims, stored, head)
             except ConflictError as e:
                 conflict = e
+            else:
+                if then is not None:
+                    then(row)
+                return row
         pending = [j for _, _, j in conflict.conflicts
                    if j.status == "submitting"]
         if not pending:
@@ -350,20 +377,3 @@ def _claim(handle: DatasetHandle, spec: JobSpec, stored: dict,
         if time.monotonic() > deadline:
             raise conflict
         time.sleep(0.2)
-
-
-def _prepare_and_submit(handle: DatasetHandle, spec: JobSpec,
-                        prepared: _Prepared, jobs) -> dict:
-    try:
-        faults.point("schedule:claim")
-        with repository_lock(handle.git_dir):
-            prepared.prepare(jobs)
-    except BaseException as e:
-        unrestored = prepared.undo("preparation failed: %s" % why(e))
-        if not isinstance(e, _expected_errors(spec)):
-            raise
-        msg = str(e)
-        if unrestored:
-            msg += "; could not restore: %s" % ", ".join(unrestored)
-        return dict(status="error", message=msg)
-    return submit(handle, spec, prepared)

@@ -31,6 +31,17 @@ class JobSpec:
     extension: str = ""
     # --container: name, image, call format, extra inputs, batch script
     container: dict | None = None
+    # data flow: the open jobs whose outputs this job reads (one dict per
+    # producer: slurm_job_id, cluster, row, claims, inputs; slurm-finish
+    # adds its commit) and the --dependency it was submitted with
+    depends_on: list[dict] = field(default_factory=list)
+    dependency: str | None = None
+    # an array with per-task outputs (%a/%A in output_specs, see
+    # jobs/tasks.py): its task ids, the --array value asked for and, for a
+    # re-run of some tasks, the --array the submission was given instead
+    tasks: list[int] = field(default_factory=list)
+    array_spec: str | None = None
+    array_override: str | None = None
     # the submission command; not stored (re-derived from cmd when needed)
     argv: list[str] = field(default_factory=list)
     # learnt when the job was submitted

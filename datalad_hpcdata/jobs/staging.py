@@ -23,10 +23,13 @@ from ..altdir import (
     prepare_output_dirs,
     stage_inputs,
 )
+from ..dataset.annexkeys import make_keys, plan_keys
 from ..dataset.handle import DatasetHandle
 from ..dataset.paths import expand
 from ..slurm import JobInfo
+from .dataflow import outside_claims, spec_claims
 from .spec import JobSpec
+from .tasks import output_specs
 
 lgr = logging.getLogger("datalad.hpcdata.schedule")
 
@@ -55,9 +58,13 @@ def stage_job(handle: DatasetHandle, spec: JobSpec, jobs=None) -> StageReport:
         log_progress(lgr.info, pid, "", update=done_bytes,
                      total=max(total_bytes, 1), noninteractive_level=5)
 
+    inputs = staged_inputs(handle, spec)
+    if spec.depends_on:
+        # what the job's producers write is already staged, by them
+        inputs = outside_claims(handle.root, inputs,
+                                spec_claims(spec.depends_on))
     try:
-        report = stage_inputs(handle.root, alt_root,
-                              staged_inputs(handle, spec),
+        report = stage_inputs(handle.root, alt_root, inputs,
                               jobs=_threads(jobs), progress=progress)
     finally:
         log_progress(lgr.info, pid, "Staged inputs", noninteractive_level=5)
@@ -79,10 +86,12 @@ def other_staged_paths(handle: DatasetHandle, alt_root: str,
 
 
 def unstage(handle: DatasetHandle, spec: JobSpec, row: int,
-            logs=()) -> list[str]:
-    """Remove what this job staged, leaving other jobs' paths alone."""
+            logs=(), outputs=None) -> list[str]:
+    """Remove what this job staged (`outputs`: the specs that were
+    committed, default all), leaving other jobs' paths alone."""
+    outputs = output_specs(spec) if outputs is None else outputs
     return cleanup(spec.alt_root, staged_inputs(handle, spec)
-                   + list(spec.output_specs) + list(logs),
+                   + list(outputs) + list(logs),
                    keep=other_staged_paths(handle, spec.alt_root, row))
 
 
@@ -94,8 +103,24 @@ def _epoch(stamp: str | None) -> float | None:
 
 
 def fetch_back(handle: DatasetHandle, spec: JobSpec, info: JobInfo,
-               logs: list[str], jobs=None) -> FetchReport:
-    """Copy an alt-dir job's outputs and logs into the dataset, verified."""
-    return fetch_outputs(handle.root, spec.alt_root, spec.output_specs, logs,
-                         job_end_time=_epoch(info.end_time),
-                         jobs=_threads(jobs))
+               logs: list[str], jobs=None,
+               outputs=None) -> tuple[FetchReport, dict]:
+    """Copy an alt-dir job's outputs (`outputs`: the specs to commit,
+    default all) and logs into the dataset, verified; (the report, path ->
+    annex key of the files hashed while copying, see
+    :mod:`..dataset.annexkeys`)."""
+    outputs = spec.output_specs if outputs is None else outputs
+    plan: dict = {}
+
+    def hashes(sizes: dict) -> dict:
+        plan.update(plan_keys(handle.root, sizes))
+        return {rel: algo for rel, (_, algo) in plan.items()}
+
+    rep = fetch_outputs(handle.root, spec.alt_root, outputs, logs,
+                        job_end_time=_epoch(info.end_time),
+                        jobs=_threads(jobs),
+                        hashes=hashes if handle.annex else None)
+    keys = make_keys(handle.root, {
+        rel: (plan[rel][0], size, digest)
+        for rel, (size, _, digest) in rep.hashed.items()})
+    return rep, keys

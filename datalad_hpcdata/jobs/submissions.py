@@ -32,6 +32,7 @@ from ..dataset.lock import pid_alive, repository_lock
 from ..dataset.worktree import Action, restore
 from ..slurm import SlurmError
 from ..slurm.argv import is_sbatch
+from .cluster import cluster_name
 from .logs import log_patterns
 from .spec import JobSpec
 
@@ -52,20 +53,6 @@ def with_token(argv: list[str], token: str | None) -> list[str]:
     if not token or not is_sbatch(argv):
         return list(argv)
     return [argv[0], "--comment=%s" % token] + list(argv[1:])
-
-
-def cluster_name(handle: DatasetHandle, submitted: str = "") -> str:
-    """The cluster sbatch named, else the configured one (cached per host
-    and Slurm configuration in the job store)."""
-    if submitted:
-        return submitted
-    key = "cluster:%s:%s" % (socket.gethostname(),
-                             os.environ.get("SLURM_CONF", ""))
-    cached = handle.store.meta_get(key)
-    if cached is None:
-        cached = handle.backend.cluster_name()
-        handle.store.meta_set(key, cached)
-    return cached
 
 
 def actions_of(spec: dict) -> list[Action]:

@@ -1,6 +1,6 @@
 """Submitting a claimed, prepared job -- and what to do when that fails.
 
-`prepared` is :class:`.schedule._Prepared` (row, token, staged files, the
+`prepared` is :class:`.prepare._Prepared` (row, token, staged files, the
 undo).  Success records the job id; a failure is resolved by asking Slurm
 for the submission's token (see :mod:`.submissions`).
 """

@@ -18,6 +18,7 @@ import os
 from typing import TYPE_CHECKING, Callable, Dict, Optional, Tuple
 
 from .errors import ConfigError
+from .transfer import parse_size
 
 if TYPE_CHECKING:
     from annexremote import Master
@@ -38,6 +39,11 @@ CONFIGS = {
     "addressing": "S3 addressing style: auto (default), path or virtual",
     "profile": "AWS profile name used for credentials",
     "publicurl": "S3 store: public base URL of the bucket, shown by whereis",
+    "partsize": "S3: bytes per part of multipart uploads; larger files are "
+                "sent in parts (default 16MiB; env "
+                "DATALAD_HPCDATA_S3_PARTSIZE)",
+    "concurrency": "S3: parts/ranges transferred at once per file "
+                   "(default 4; env DATALAD_HPCDATA_S3_CONCURRENCY)",
     "irods-collection": "iRODS store: collection for keys, "
                         "e.g. /tempZone/home/alice/annex",
     "irods-env-file": "iRODS environment file (default "
@@ -48,7 +54,13 @@ CONFIGS = {
 ENV_OVERRIDES = {
     "zenodo-url": "DATALAD_HPCDATA_ZENODO_URL",
     "doi-resolver": "DATALAD_HPCDATA_DOI_RESOLVER",
+    "partsize": "DATALAD_HPCDATA_S3_PARTSIZE",
+    "concurrency": "DATALAD_HPCDATA_S3_CONCURRENCY",
 }
+
+# limits of partsize= and concurrency= (S3: parts of 5 MiB to 5 GiB)
+PARTSIZE_RANGE = (5 * 1024 ** 2, 5 * 1024 ** 3)
+CONCURRENCY_RANGE = (1, 64)
 
 # same syntax as vdi-servers=; adds to and overrides the remote config
 VDI_SERVERS_ENV = "DATALAD_HPCDATA_VDI_SERVERS"
@@ -88,6 +100,26 @@ def validate(s: Settings) -> None:
     if store == "irods" and not s["irods-collection"].startswith("/"):
         raise ConfigError("store=irods needs irods-collection=/ZONE/PATH")
     vdi_servers(s)
+    transfer_tuning(s)
+
+
+def transfer_tuning(s: Settings) -> tuple[int | None, int | None]:
+    """(partsize, concurrency) in bytes and transfers; None: the default."""
+    partsize = concurrency = None
+    if s["partsize"]:
+        partsize = parse_size(s["partsize"], "partsize=")
+        low, high = PARTSIZE_RANGE
+        if not low <= partsize <= high:
+            raise ConfigError("partsize= must be between 5MiB and 5GiB, "
+                              "not %r" % s["partsize"])
+    if s["concurrency"]:
+        text = s["concurrency"].strip()
+        low, high = CONCURRENCY_RANGE
+        if not text.isdigit() or not low <= int(text) <= high:
+            raise ConfigError("concurrency= must be a number from %s to %s, "
+                              "not %r" % (low, high, s["concurrency"]))
+        concurrency = int(text)
+    return partsize, concurrency
 
 
 def parse_servers(text: str | None) -> dict[str, str]:

@@ -6,8 +6,11 @@
 * ``get_json`` caches decoded JSON per URL for the life of the process.
 * ``download`` resumes from a partially written file with an HTTP Range
   request, reports cumulative progress, and checks size and checksum before
-  returning.  A file whose checksum does not match is truncated to zero bytes
-  (so a later attempt does not resume from corrupt bytes) and an error raised.
+  returning.  The data is hashed while it streams (in a helper thread, one
+  pass, at most ``SLOTS`` chunks of ``CHUNK`` bytes in memory), never read
+  back to verify.  A file whose checksum does not match is truncated to zero
+  bytes (so a later attempt does not resume from corrupt bytes) and an error
+  raised.
 
 Tuning through the environment (all optional):
 ``DATALAD_HPCDATA_HTTP_RETRIES`` (default 5), ``DATALAD_HPCDATA_HTTP_BACKOFF``
@@ -19,18 +22,31 @@ Tuning through the environment (all optional):
 from __future__ import annotations
 
 import email.utils
+import http.client
 import os
 import time
 from typing import Any, Callable, Mapping
 
 import requests
+import urllib3
 
 from .entries import Checksum, ProgressFn
 from .errors import HpcdataError, NotFound, VerificationError
-from .transfer import checksum_hasher, copy_chunks, discard, hash_file
+from .transfer import (
+    checksum_hasher,
+    digester,
+    discard,
+    hash_file,
+    pump,
+    raw_readinto,
+)
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
-CHUNK = 1 << 16
+CHUNK = 4 << 20  # bytes per read of a download (chosen by measuring)
+SLOTS = 8  # chunks received but not yet hashed, at most
+# what a broken connection raises while a body is read
+NETWORK_ERRORS = (OSError, http.client.HTTPException,
+                  urllib3.exceptions.HTTPError, requests.RequestException)
 
 
 def _env_number(name: str, default: float,
@@ -170,9 +186,9 @@ class HttpClient:
                 break
             try:
                 finished = self._fetch_from(url, state, progress)
-            except requests.RequestException as exc:
+            except (requests.RequestException, Interrupted) as exc:
                 finished = False
-                problem = type(exc).__name__
+                problem = str(exc) or type(exc).__name__
             if finished and (size is None or state.have >= size):
                 break
             if attempt + 1 < attempts:
@@ -190,7 +206,10 @@ class HttpClient:
     def _fetch_from(self, url: str, state: _Partial,
                     progress: ProgressFn | None) -> bool:
         """One ranged GET appended to ``state``; False if it ended early."""
-        headers = {"Range": "bytes=%s-" % state.have} if state.have else None
+        # identity: checksums are over the bytes as stored
+        headers = {"Accept-Encoding": "identity"}
+        if state.have:
+            headers["Range"] = "bytes=%s-" % state.have
         response = self.request("GET", url, headers=headers, stream=True,
                                 ok=(200, 206, 416))
         with response:
@@ -201,15 +220,39 @@ class HttpClient:
                 state.restart()  # the server ignored the range
             expected = _content_length(response)
             start = state.have
-            with open(state.path, "ab") as out:
-                def write(chunk: bytes) -> None:
-                    out.write(chunk)
-                    state.update(chunk)
-
-                copy_chunks(filter(None, response.iter_content(CHUNK)),
-                            write, start, progress)
+            state.receive(body_reader(response), progress)
             got = state.have - start
         return expected is None or got >= expected
+
+
+class Interrupted(HpcdataError):
+    """The connection broke while a response body was read."""
+
+
+def body_reader(response: requests.Response) -> Callable[[Any], int]:
+    """``readinto(view)`` for ``response``'s body (0 at the end).
+
+    A plain body is read straight from the http.client response (see
+    ``transfer.raw_readinto``), an encoded one through urllib3's decoder.
+    A broken connection raises ``Interrupted``.
+    """
+    raw = response.raw
+    encoding = response.headers.get("Content-Encoding", "identity").lower()
+    if encoding in ("", "identity"):
+        source = raw_readinto(raw)
+    else:
+        def source(view: Any) -> int:
+            data = raw.read(len(view), decode_content=True)
+            view[:len(data)] = data
+            return len(data)
+
+    def readinto(view: Any) -> int:
+        try:
+            return source(view)
+        except NETWORK_ERRORS as exc:
+            raise Interrupted("connection broken (%s)" % type(exc).__name__)
+
+    return readinto
 
 
 class _Partial:
@@ -241,10 +284,23 @@ class _Partial:
             hash_file(self.hasher, self.path)
         self.have = length
 
-    def update(self, chunk: bytes) -> None:
-        if self.hasher is not None:
-            self.hasher.update(chunk)
-        self.have += len(chunk)
+    def receive(self, readinto: Callable[[Any], int],
+                progress: ProgressFn | None) -> None:
+        """Append the body to the file, hashing it as it comes."""
+        update = self.hasher.update if self.hasher is not None else None
+        amount = None if self.size is None else self.size - self.have
+
+        def counted(count: int) -> None:
+            self.have += count
+            if progress is not None:
+                progress(self.have)
+
+        with open(self.path, "ab") as out, \
+                digester(update, SLOTS, CHUNK, amount) as hashing:
+            try:
+                pump(readinto, out, hashing, counted)
+            finally:
+                hashing.finish()  # the hash covers what was written
 
     def verify(self, url: str) -> None:
         if self.size is not None and self.have != self.size:

@@ -8,14 +8,19 @@
 * Any other unexpected exception while handling a request is answered with
   the request's own failure reply (or ``ERROR`` for requests without one)
   and the remote keeps running instead of exiting.
+* Every message goes out whole: ``HpcdataMaster`` writes each line with
+  one ``write`` under a lock, so lines from worker threads (progress of
+  parallel part uploads, log messages) never interleave.
 * ``guarded`` turns a failure of a request handler into a one-line
-  ``RemoteError``; ``Progress`` sends rate-limited ``PROGRESS`` messages.
+  ``RemoteError``; ``Progress`` aggregates the byte counts of any number of
+  threads into cumulative, monotonic, rate-limited ``PROGRESS`` messages.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import threading
 import traceback
 from typing import Any, Callable, TypeVar
 
@@ -74,9 +79,23 @@ def failure_reply(line: str, exc: Exception) -> str:
 
 
 class HpcdataMaster(Master):
+    """annexremote's ``Master`` with thread-safe, whole-line output."""
+
+    def __init__(self, output: Any) -> None:
+        super().__init__(output)
+        self._output_lock = threading.Lock()
+
     def LinkRemote(self, remote: Any) -> None:
         self.remote = remote
         self.protocol = HpcdataProtocol(remote)
+
+    def _send(self, *args: Any, **kwargs: Any) -> None:
+        """One message (a reply may be several lines, e.g. LISTCONFIGS's),
+        written and flushed at once under a lock."""
+        text = " ".join(str(arg) for arg in args) + "\n"
+        with self._output_lock:
+            self.output.write(text)
+            self.output.flush()
 
 
 def guarded(func: Handler) -> Handler:
@@ -98,13 +117,41 @@ def guarded(func: Handler) -> Handler:
 
 
 class Progress:
-    """Cumulative PROGRESS messages, rate-limited by byte count."""
+    """``PROGRESS`` for one transfer, fed from any number of threads.
 
-    def __init__(self, annex: Master) -> None:
+    ``progress(done)`` reports a cumulative count, ``progress.add(n)`` adds
+    ``n`` bytes (negative when a part is sent again).  A message goes out
+    when the count has grown by ``PROGRESS_STEP`` since the last one, so the
+    numbers git-annex sees only ever increase.  After ``close()`` (the
+    transfer's reply is about to be sent) late calls are ignored.
+    """
+
+    def __init__(self, annex: Master, step: int = PROGRESS_STEP) -> None:
         self.annex = annex
+        self.step = step
+        self.done = 0
         self.sent = -1
+        self.closed = False
+        self._lock = threading.Lock()
 
     def __call__(self, done: int) -> None:
-        if self.sent < 0 or done - self.sent >= PROGRESS_STEP:
-            self.annex.progress(done)
-            self.sent = done
+        with self._lock:
+            self.done = done
+            self._maybe_send()
+
+    def add(self, count: int) -> None:
+        with self._lock:
+            self.done += count
+            self._maybe_send()
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+
+    def _maybe_send(self) -> None:
+        # called with the lock held: messages leave in the order decided
+        if self.closed or self.done <= self.sent:
+            return
+        if self.sent < 0 or self.done - self.sent >= self.step:
+            self.annex.progress(self.done)
+            self.sent = self.done

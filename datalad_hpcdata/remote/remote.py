@@ -97,9 +97,14 @@ class HpcdataRemote(SpecialRemote):
         if name == "s3":
             from .stores.s3 import S3
 
+            partsize, concurrency = config.transfer_tuning(s)
+            tuning = {name: value for name, value in (
+                ("partsize", partsize), ("concurrency", concurrency))
+                if value is not None}
             return S3(endpoint=s["endpoint"], region=s["region"],
                       addressing=s["addressing"], profile=s["profile"],
-                      credentials=config.s3_credentials(self.annex, s))
+                      credentials=config.s3_credentials(self.annex, s),
+                      **tuning)
         if name == "irods":
             from .stores.irods import Irods
 
@@ -219,25 +224,37 @@ class HpcdataRemote(SpecialRemote):
             raise HpcdataError(
                 "this remote only resolves URLs (store=none); "
                 "configure store=s3 or store=irods to upload")
-        store.store(key, local_file, Progress(self.annex))
+        progress = Progress(self.annex)
+        try:
+            store.store(key, local_file, progress)
+        finally:
+            progress.close()  # no PROGRESS after the reply
         url = store.public_url(key)
         if url:
             self.annex.seturlpresent(key, url)
 
     @guarded
     def transfer_retrieve(self, key: str, local_file: str) -> None:
+        progress = Progress(self.annex)
+        try:
+            self._retrieve(key, local_file, progress)
+        finally:
+            progress.close()  # no PROGRESS after the reply
+
+    def _retrieve(self, key: str, local_file: str,
+                  progress: Progress) -> None:
         problems = []
         store = self.store_backend()
         if store is not None:
             try:
-                store.retrieve(key, local_file, Progress(self.annex))
+                store.retrieve(key, local_file, progress)
                 return
             except NotFound:
                 problems.append("not in %s" % store.describe())
         for url in self.recorded_urls(key):
             try:
                 entry = self._resolve_for_key(key, url)
-                entry.fetch(local_file, Progress(self.annex))
+                entry.fetch(local_file, progress)
             except HpcdataError as exc:
                 problems.append("%s: %s" % (url, describe(exc)))
                 continue

@@ -41,12 +41,18 @@ STATE_CLASS = {
     "OUT_OF_MEMORY": FAILED,
     "NODE_FAIL": FAILED,
     "CANCELLED": FAILED,
-    "PREEMPTED": FAILED,       # terminal; a requeued preemption shows REQUEUED
+    "PREEMPTED": FAILED,       # terminal unless requeued (MAY_REQUEUE)
     "BOOT_FAIL": FAILED,
     "DEADLINE": FAILED,
     "REVOKED": FAILED,         # federation: this sibling will never run
     "LAUNCH_FAILED": FAILED,
 }
+
+# Terminal in accounting, but Slurm may have requeued the job (preemption
+# with PreemptMode=REQUEUE, a node failure with JobRequeue): sacct shows
+# this state for ~30 s while the controller has the job pending again
+# (measured on Slurm 22.05), so the controller is asked too.
+MAY_REQUEUE = frozenset({"PREEMPTED", "NODE_FAIL"})
 
 SHORT = {
     "PD": "PENDING", "R": "RUNNING", "CG": "COMPLETING", "CF": "CONFIGURING",

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, fields
 
 from ..runner import CommandError
 from .states import ACTIVE, classify, combine
@@ -13,7 +14,12 @@ class SlurmError(CommandError):
 
 
 class SubmissionError(SlurmError):
-    pass
+    """No job was submitted (nothing is claimed or changed)."""
+
+    #: the Slurm limit or check that refused the job, when sbatch named one
+    #: (e.g. ``QOSMaxSubmitJobPerUserLimit``, ``MaxJobCount``,
+    #: ``invalid account``); empty otherwise
+    limit: str = ""
 
 
 @dataclass
@@ -77,7 +83,9 @@ class JobInfo:
             ", ".join(states))
 
     def as_dict(self) -> dict:
-        d = asdict(self)
+        # not dataclasses.asdict: its deep copy is most of the cost of
+        # listing 10,000 jobs
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["tasks"] = {k: v.as_dict() for k, v in self.tasks.items()}
         d["state_class"] = self.state_class
         d["exit"] = self.exit_status
@@ -93,7 +101,11 @@ class JobInfo:
 
 
 class Backend:
-    """Interface: submit, query many jobs in one call, cancel, submit info."""
+    """Interface: submit, query many jobs in one call, cancel, submit info.
+
+    `calls` counts every request sent to Slurm (per tool or API call,
+    retries included) over the backend's life: one command uses one
+    backend, so this is the command's Slurm cost (docs/slurm-calls.md)."""
 
     name = "abstract"
     #: why accounting could not be asked in the last query (None: it
@@ -101,19 +113,30 @@ class Backend:
     #: yet", not "unknown to Slurm"
     accounting_error: str | None = None
 
+    def __init__(self) -> None:
+        self.calls: Counter = Counter()
+
     def submit(self, argv: list[str], cwd: str, env=None,
                stdin: str | None = None) -> Submission:
         """Run the submission; `stdin` is a batch script sbatch reads
         from standard input (when argv names none)."""
         raise NotImplementedError
 
-    def query(self, job_ids: list[str]) -> dict[str, JobInfo]:
+    def query(self, job_ids: list[str], since: float | None = None,
+              steps: bool = True) -> dict[str, JobInfo]:
         """States and accounting details of many jobs with one query.
 
-        Jobs Slurm does not know are absent from the result."""
+        `since` (epoch seconds) is the earliest submit time of the jobs
+        asked about; accounting is searched from a margin before it to
+        now instead of from the epoch.  With `steps` false only the jobs'
+        own records are asked for (no per-step details such as MaxRSS):
+        for slurmdbd that is one lookup instead of one per job.  Jobs
+        Slurm does not know are absent from the result."""
         raise NotImplementedError
 
-    def cancel(self, job_ids: list[str]) -> None:
+    def cancel(self, job_ids: list[str]) -> dict[str, str]:
+        """Cancel every job, continuing past failures; returns
+        {job id: why} for the jobs that could not be cancelled."""
         raise NotImplementedError
 
     def submit_info(self, job_id: str) -> dict:

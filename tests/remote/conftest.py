@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -87,9 +88,9 @@ def make_repo(tmp_path, remote_env):
         pytest.skip("git-annex or git-annex-remote-hpcdata not on PATH")
     counter = [0]
 
-    def make(name=None):
+    def make(name=None, base=None):
         counter[0] += 1
-        path = tmp_path / (name or "repo{}".format(counter[0]))
+        path = (base or tmp_path) / (name or "repo{}".format(counter[0]))
         path.mkdir()
         repo = Repo(path, dict(remote_env))
         repo.git("init", "-q")
@@ -98,6 +99,32 @@ def make_repo(tmp_path, remote_env):
         return repo
 
     return make
+
+
+@pytest.fixture
+def shm_dir(tmp_path):
+    """A scratch directory on tmpfs (/dev/shm) if there is one, removed
+    afterwards (pytest keeps tmp_path of earlier runs: no big files there)."""
+    import tempfile
+
+    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    path = tempfile.mkdtemp(prefix="hpcdata-test-", dir=base or str(tmp_path))
+    try:
+        yield Path(path)
+    finally:
+        for root, dirs, _ in os.walk(path):  # git-annex makes object dirs read-only
+            for name in dirs:
+                os.chmod(os.path.join(root, name), 0o755)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def wrapper_program(bindir, script):
+    """A ``git-annex-remote-hpcdata`` in ``bindir`` that runs ``script``."""
+    bindir.mkdir(exist_ok=True)
+    program = bindir / "git-annex-remote-hpcdata"
+    program.write_text('#!/bin/sh\nexec "{}" "{}" "$@"\n'.format(sys.executable, script))
+    program.chmod(0o755)
+    return program
 
 
 @pytest.fixture

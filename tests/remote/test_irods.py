@@ -10,7 +10,7 @@ import hashlib
 import os
 
 import pytest
-from conftest import assert_testremote_passed, requires_annex
+from conftest import assert_testremote_passed, requires_annex, wrapper_program
 
 pytest.importorskip("irods")
 
@@ -23,7 +23,8 @@ from datalad_hpcdata.remote.errors import (  # noqa: E402
 )
 from datalad_hpcdata.remote.stores import irods as irods_mod  # noqa: E402
 
-FACTORY = "servers.fake_irods:make_session"
+FAKE_REMOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "servers",
+                           "fake_irods_remote.py")
 
 
 @pytest.fixture
@@ -104,10 +105,14 @@ def test_bad_password_is_a_clear_error(irods_root, monkeypatch):
 
 # ------------------------------------------------------------ through git-annex
 @pytest.fixture
-def irods_repo(make_repo, irods_root):
+def irods_repo(make_repo, irods_root, tmp_path):
+    """A repository whose git-annex runs the remote with the fake session
+    (a test-only ``git-annex-remote-hpcdata`` first on its PATH)."""
+    bindir = tmp_path / "fake-irods-bin"
+    wrapper_program(bindir, FAKE_REMOTE)
     repo = make_repo()
-    repo.env.update(DATALAD_HPCDATA_IRODS_SESSION_FACTORY=FACTORY,
-                    HPCDATA_FAKE_IRODS_ROOT=str(irods_root))
+    repo.env.update(HPCDATA_FAKE_IRODS_ROOT=str(irods_root),
+                    PATH=str(bindir) + os.pathsep + repo.env["PATH"])
     return repo
 
 

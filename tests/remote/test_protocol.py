@@ -1,8 +1,11 @@
 """Protocol-level behaviour without git-annex: transcripts and unit checks."""
 
+import hashlib
 import io
+import os
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -11,8 +14,14 @@ from datalad_hpcdata.remote.errors import NotFound
 from datalad_hpcdata.remote.http import HttpClient, HttpError, retry_wait
 from datalad_hpcdata.remote.names import safe_relpath
 from datalad_hpcdata.remote.pins import key_md5, key_size
-from datalad_hpcdata.remote.protocol import HpcdataMaster
+from datalad_hpcdata.remote.protocol import HpcdataMaster, Progress
 from datalad_hpcdata.remote.remote import HpcdataRemote
+from datalad_hpcdata.remote.transfer import (
+    PartsHasher,
+    Tally,
+    composite_etag,
+    parse_size,
+)
 
 
 def transcript(lines, patch=None):
@@ -138,3 +147,85 @@ def test_key_parsing_and_names():
     for bad in ("../x", "/etc/passwd", "a//b", "a/./b", "a\\b", "x\ny", ""):
         with pytest.raises(Exception, match="unsafe file name"):
             safe_relpath(bad)
+
+
+def _hammer(target, threads=16, rounds=400):
+    """Call ``target(i)`` from many threads at once; every call of every round."""
+    start = threading.Barrier(threads)
+
+    def run(n):
+        start.wait()
+        for i in range(rounds):
+            target(n * rounds + i)
+
+    workers = [threading.Thread(target=run, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+
+def test_progress_from_many_threads_is_whole_cumulative_and_monotonic():
+    """What boto3's worker threads did to the protocol: many threads report
+    bytes at once while others log.  Read back through a real pipe, every
+    line must parse and PROGRESS must only grow, ending at the total."""
+    read_fd, write_fd = os.pipe()
+    lines = []
+    reader = threading.Thread(target=lambda: lines.extend(os.fdopen(read_fd).read().splitlines()))
+    reader.start()
+    output = os.fdopen(write_fd, "w")
+    master = HpcdataMaster(output)
+    progress = Progress(master, step=1)  # a message for every increase
+
+    def work(i):
+        progress.add(1000)
+        if i % 7 == 0:  # a part sent again: its bytes are taken back, then re-added
+            progress.add(-1000)
+            progress.add(1000)
+        if i % 50 == 0:
+            master.debug("worker %s says hello with a long message %s" % (i, "x" * 200))
+
+    _hammer(work)
+    progress.close()
+    progress.add(5)  # after the reply: ignored
+    output.close()
+    reader.join()
+    counts = []
+    for line in lines:
+        word, _, rest = line.partition(" ")
+        assert word in ("PROGRESS", "DEBUG"), line
+        if word == "PROGRESS":
+            counts.append(int(rest))
+    assert counts == sorted(set(counts))  # strictly increasing
+    assert counts[-1] == 16 * 400 * 1000
+    assert sum(1 for line in lines if line.startswith("DEBUG worker")) == 16 * 400 // 50
+
+
+def test_tally_is_thread_safe_and_monotonic():
+    seen = []
+    tally = Tally(seen.append)
+    _hammer(lambda i: (tally.add(10), tally.add(-3) if i % 5 == 0 else None,
+                       tally.add(3) if i % 5 == 0 else None))
+    assert tally.total == 16 * 400 * 10
+    assert seen == sorted(set(seen)) and seen[-1] == tally.total
+
+
+def test_composite_etag_of_parts():
+    data = os.urandom(5 * 1024 * 1024 * 2 + 17)
+    part = 5 * 1024 * 1024
+    digests = [hashlib.md5(data[i:i + part]).digest() for i in range(0, len(data), part)]
+    hasher = PartsHasher(part)
+    for i in range(0, len(data), 333333):  # pieces that straddle part boundaries
+        hasher.update(data[i:i + 333333])
+    assert hasher.etag() == composite_etag(digests)
+    assert hasher.etag().endswith("-3")
+
+
+def test_parse_size():
+    assert parse_size("16MiB", "x") == 16 * 1024 ** 2
+    assert parse_size("8m", "x") == 8 * 1024 ** 2
+    assert parse_size("1G", "x") == 1024 ** 3
+    assert parse_size("5242880", "x") == 5242880
+    for bad in ("", "MiB", "1.5G", "-3"):
+        with pytest.raises(Exception, match="must be a size"):
+            parse_size(bad, "x")

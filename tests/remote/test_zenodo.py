@@ -136,7 +136,7 @@ def test_truncated_transfer_resumes_once_and_fails_when_persistent(zrepo, zenodo
     ranged = [path for method, path in zenodo.hits if "content" in path]
     assert len(ranged) >= 2  # the second request resumed the first
     zrepo.annex("drop", "reads.fasta")
-    zenodo.faults["truncate"] = 1000
+    zenodo.faults["cut_at"] = 100  # every response stops at byte 100
     proc = zrepo.annex("get", "reads.fasta", check=False)
     assert proc.returncode != 0
     assert "truncated" in proc.stderr

@@ -16,19 +16,19 @@ Store layout: ``{collection}/{key}``.  Uploads are written to
 checksum of the temporary object matched the local file, so an object with
 the final name is always complete.  Downloads resume by seeking in the data
 object and are checked against the server checksum (``sha2:`` base64 SHA-256
-or MD5 hex) before success is reported.
+or MD5 hex) before success is reported.  Both hash the data while it
+streams; the local file is not read a second time.
 
 python-irodsclient is imported only when the first session is opened.
 Verified only against a fake session object with the python-irodsclient
-session API (see tests/remote/servers/fake_irods.py); not against a server.
+session API (see tests/remote/servers/fake_irods.py, which the tests put in
+place of ``Irods._connect``); not against a server.
 """
 
 from __future__ import annotations
 
 import base64
-import functools
 import hashlib
-import importlib
 import os
 import uuid
 from typing import Any, Callable, Iterator
@@ -51,8 +51,6 @@ from ..transfer import (
 )
 
 CHUNK = 1 << 20
-# "module:callable" making the session instead of python-irodsclient (tests)
-FACTORY_ENV = "DATALAD_HPCDATA_IRODS_SESSION_FACTORY"
 
 
 def parse_irods(url: str) -> str | None:
@@ -83,19 +81,38 @@ def _split_checksum(value: str) -> tuple[str, str]:
     return "md5", value.split(":", 1)[-1].lower()
 
 
-def checksum_matches(server_checksum: str | None, path: str) -> bool | None:
-    """Compare an iRODS checksum string with a local file.
+def checksum_hasher(server_checksum: str | None) -> Any:
+    """A hashlib object for the algorithm of an iRODS checksum, or None."""
+    value = (server_checksum or "").strip()
+    if not value:
+        return None
+    return hashlib.new(_split_checksum(value)[0])
 
-    Returns True/False, or None when the server has no (known) checksum.
+
+def digest_matches(server_checksum: str | None, hashers: Any) -> bool | None:
+    """Compare an iRODS checksum with data hashed into ``hashers``.
+
+    ``hashers`` maps hashlib names to objects fed with the data (or is one
+    such object).  True/False, or None when the server has no checksum.
     """
     value = (server_checksum or "").strip()
     if not value:
         return None
     algorithm, expected = _split_checksum(value)
-    digest = hash_file(hashlib.new(algorithm), path)
+    if not isinstance(hashers, dict):
+        hashers = {hashers.name: hashers}
+    digest = hashers[algorithm]
     if algorithm == "sha256":
         return base64.b64encode(digest.digest()).decode() == expected
     return digest.hexdigest() == expected
+
+
+def checksum_matches(server_checksum: str | None, path: str) -> bool | None:
+    """Compare an iRODS checksum string with a local file."""
+    hasher = checksum_hasher(server_checksum)
+    if hasher is None:
+        return None
+    return digest_matches(server_checksum, hash_file(hasher, path))
 
 
 def published_checksum(server_checksum: str) -> Checksum | None:
@@ -144,14 +161,7 @@ class Irods:
     def session(self) -> Any:
         """The iRODS session, opened on first use."""
         if self._session is None:
-            factory = os.environ.get(FACTORY_ENV)
-            if factory:
-                module, _, name = factory.partition(":")
-                make = getattr(importlib.import_module(module), name)
-                self._session = make(env_file=self.env_file,
-                                     password=self.password)
-            else:
-                self._session = self._connect()
+            self._session = self._connect()
         return self._session
 
     def _connect(self) -> Any:
@@ -198,19 +208,30 @@ class Irods:
         """Resumable download, verified by size and server checksum."""
         size, checksum = self.info(path)
         have = resume_offset(local, size)
+        hasher = checksum_hasher(checksum)
+        if not have:
+            discard(local)
+        elif hasher is not None:
+            hash_file(hasher, local)  # the part already there
         s = self.session()
         if have < size:
             stream = self.call(path, s.data_objects.open, path, "r")
             try:
-                with open(local, "ab" if have else "wb") as out:
+                with open(local, "ab") as out:
                     if have:
                         stream.seek(have)
+
+                    def write(chunk: bytes) -> None:
+                        out.write(chunk)
+                        if hasher is not None:
+                            hasher.update(chunk)
+
                     have = copy_chunks(self._read(path, stream, size),
-                                       out.write, have, progress)
+                                       write, have, progress)
             finally:
                 stream.close()
         check_length(path, have, size)
-        if checksum_matches(checksum, local) is False:
+        if hasher is not None and digest_matches(checksum, hasher) is False:
             discard(local)
             raise VerificationError(
                 "%s: checksum mismatch against the iRODS server checksum %s; "
@@ -232,18 +253,24 @@ class Irods:
         collection, _, name = path.rpartition("/")
         tmp = "%s/.hpcdata-tmp-%s-%s" % (collection, uuid.uuid4().hex[:12],
                                          name)
+        # the server may answer with either algorithm: hash with both
+        hashers = {"sha256": hashlib.sha256(), "md5": hashlib.md5()}
+
+        def write(chunk: bytes) -> None:
+            for hasher in hashers.values():
+                hasher.update(chunk)
+            self.call(tmp, stream.write, chunk)
+
         try:
             stream = self.call(tmp, s.data_objects.open, tmp, "w")
             try:
                 with open(local, "rb") as handle:
                     copy_chunks(iter(lambda: handle.read(CHUNK), b""),
-                                functools.partial(self.call, tmp,
-                                                  stream.write),
-                                0, progress)
+                                write, 0, progress)
             finally:
                 stream.close()
             checksum = self.call(tmp, s.data_objects.chksum, tmp)
-            if checksum_matches(checksum, local) is not True:
+            if digest_matches(checksum, hashers) is not True:
                 raise VerificationError(
                     "%s: server checksum %r of the uploaded object does not "
                     "match the local file" % (path, checksum))

@@ -3,62 +3,55 @@
 Store layout: object ``{prefix}{annex key}`` in ``bucket``.  Uploads go
 straight to the final name: a single PUT and a completed multipart upload
 are both atomic in S3 (the object is invisible until complete), so no
-half-written object is ever visible.  Files above ``MULTIPART_THRESHOLD``
-are uploaded in parts.
+half-written object is ever visible.  Files larger than ``partsize`` are
+uploaded in parts, ``concurrency`` at a time (:mod:`.s3_upload`); large
+objects are downloaded with that many ranged GETs (:mod:`.s3_download`).
 
-Verification: after an upload the object's size (and, for single-part
-objects, its ETag = MD5) is compared with the local file; downloads are
-checked against the size and, when the ETag is a plain MD5 (single-part,
-no SSE-KMS), against that MD5.  Multipart ETags (``...-N``) are not content
-hashes; those downloads are verified by size here and by the key's hash in
-git-annex.
+Verification, in one pass over the data: every PUT carries the MD5 of its
+bytes (``Content-MD5``, checked by the server); a multipart object's
+composite ETag (MD5 of the part MD5s) is computed while the parts are read
+and compared with the server's.  Downloads hash while they stream and are
+checked against the size and the ETag: the MD5 of a single-part object, or
+the composite ETag of a multipart one (its part size comes from our upload
+metadata or from the server).  git-annex checks the key's own hash as well.
 
 Credentials, first match wins: ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``
 in the environment; git-annex's local credential store (filled by
 ``initremote``/``enableremote`` from those variables); the AWS profile named
-by ``profile=`` or the default boto3 chain (``~/.aws``).  Never the
+by ``profile=`` or the default botocore chain (``~/.aws``).  Never the
 git-annex branch.  (The first two are looked up in ``remote/config.py``.)
 
-boto3 is imported only when an ``S3`` client is made.
+Object requests (HEAD/GET/PUT/DELETE) on an explicit ``endpoint=`` with
+static credentials use the small client of :mod:`.s3_http` (one persistent
+connection per thread); the rest uses botocore, imported only when first
+needed.  Either way one client serves every request of a remote process.
 """
 
 from __future__ import annotations
 
-import os
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 from urllib.parse import quote, unquote
 
 from ..entries import Entry, ProgressFn
-from ..errors import (
-    ConfigError,
-    HpcdataError,
-    NotFound,
-    VerificationError,
-    translated_call,
-)
-from ..transfer import (
-    check_length,
-    copy_chunks,
-    discard,
-    file_md5,
-    resume_offset,
-)
+from ..errors import ConfigError, HpcdataError, NotFound, translated_call
+from .s3_download import download
+from .s3_etags import CONCURRENCY, PARTSIZE, plain_md5_etag
+from .s3_http import LeanS3, S3Error, usable
+from .s3_upload import upload
 
-MULTIPART_THRESHOLD = 64 * 1024 * 1024
-MULTIPART_CHUNK = 16 * 1024 * 1024
-CHUNK = 1 << 16
+LEAN_OPERATIONS = ("head_object", "get_object", "put_object",
+                   "delete_object")
 
 
-def _boto() -> tuple[Any, Any, Any, Any]:
+def _botocore() -> tuple[Any, Any]:
     try:
-        import boto3
-        import botocore
-        from boto3.s3.transfer import TransferConfig
-        from botocore.config import Config
+        import botocore.config
+        import botocore.exceptions
+        import botocore.session
     except ImportError:
         raise ConfigError(
             "S3 support needs boto3: pip install 'datalad-hpcdata[s3]'")
-    return boto3, botocore, TransferConfig, Config
+    return botocore, botocore.config.Config
 
 
 def parse_s3(url: str) -> tuple[str, str] | None:
@@ -72,55 +65,82 @@ def parse_s3(url: str) -> tuple[str, str] | None:
     return bucket, unquote(key)
 
 
-def plain_md5_etag(etag: str | None) -> str | None:
-    """The MD5 in an ETag if it is a plain content MD5, else None."""
-    etag = (etag or "").strip('"').lower()
-    if len(etag) == 32 and all(c in "0123456789abcdef" for c in etag):
-        return etag
-    return None
-
-
 class S3:
+    """S3 requests of one remote process, through one client each.
+
+    Object requests (HEAD, GET, PUT, DELETE) on an explicit endpoint with
+    static credentials go through the small client of :mod:`.s3_http`;
+    everything else through botocore, imported and set up on first use.
+    """
+
     def __init__(self, endpoint: str | None = None, region: str | None = None,
                  addressing: str | None = None, profile: str | None = None,
                  credentials: tuple[str, str] | None = None,
-                 multipart_threshold: int | None = None) -> None:
-        boto3, botocore, TransferConfig, Config = _boto()
-        self._botocore = botocore
+                 partsize: int = PARTSIZE,
+                 concurrency: int = CONCURRENCY) -> None:
         style = (addressing or "auto").lower()
         if style not in ("auto", "path", "virtual"):
             raise ConfigError("addressing must be path, virtual or auto, "
                               "not %r" % (addressing,))
-        config = Config(s3={"addressing_style": style},
+        self.partsize = partsize
+        self.concurrency = concurrency
+        self._settings = (endpoint, region, style, profile, credentials)
+        self._client: Any = None
+        self._botocore: Any = None
+        self.lean = (LeanS3(endpoint, region, style, credentials)
+                     if usable(endpoint, credentials) and not profile
+                     else None)
+
+    @property
+    def client(self) -> Any:
+        """The botocore client (made on first use)."""
+        if self._client is None:
+            self._client = self._make_client()
+        return self._client
+
+    def _make_client(self) -> Any:
+        botocore, Config = _botocore()
+        self._botocore = botocore
+        endpoint, region, style, profile, credentials = self._settings
+        # Integrity comes from Content-MD5 and ETags (see the module
+        # docstring), so no SHA-256 of every payload and no CRC on top.
+        config = Config(s3={"addressing_style": style,
+                            "payload_signing_enabled": False},
                         retries={"mode": "standard"},
+                        request_checksum_calculation="when_required",
+                        response_checksum_validation="when_required",
+                        max_pool_connections=max(10, self.concurrency + 2),
                         connect_timeout=30, read_timeout=60)
         kwargs = {}
         if credentials:
             kwargs.update(aws_access_key_id=credentials[0],
                           aws_secret_access_key=credentials[1])
         try:
-            session = boto3.session.Session(profile_name=profile or None,
-                                            **kwargs)
+            session = botocore.session.Session(profile=profile or None)
+            return session.create_client(
+                "s3", endpoint_url=endpoint or None,
+                region_name=region or None, config=config, **kwargs)
         except botocore.exceptions.ProfileNotFound as exc:
             raise ConfigError(
                 "AWS profile %r not found (%s)" % (profile, exc))
-        self.client = session.client("s3", endpoint_url=endpoint or None,
-                                     region_name=region or None,
-                                     config=config)
-        threshold = multipart_threshold or int(os.environ.get(
-            "DATALAD_HPCDATA_S3_MULTIPART_THRESHOLD", MULTIPART_THRESHOLD))
-        self.transfer = TransferConfig(
-            multipart_threshold=threshold,
-            multipart_chunksize=(max(threshold, 5 * 1024 * 1024)
-                                 if threshold < MULTIPART_CHUNK
-                                 else MULTIPART_CHUNK))
 
     # -- errors -----------------------------------------------------------
+    def error_code(self, exc: Exception) -> str | None:
+        """The S3 error code of a client error, else None."""
+        if isinstance(exc, S3Error):
+            return exc.code
+        if self._botocore is not None and isinstance(
+                exc, self._botocore.exceptions.ClientError):
+            return str(exc.response.get("Error", {}).get("Code", ""))
+        return None
+
     def _error(self, exc: Exception, what: str) -> HpcdataError | None:
-        """Our failure for a boto error, None for anything else."""
-        botocore = self._botocore
-        if isinstance(exc, botocore.exceptions.ClientError):
-            code = str(exc.response.get("Error", {}).get("Code", ""))
+        """Our failure for a botocore error, None for anything else."""
+        if self._botocore is None:
+            return None
+        exceptions = self._botocore.exceptions
+        code = self.error_code(exc)
+        if code is not None:
             if code in ("404", "NoSuchKey", "NotFound", "NoSuchBucket"):
                 return NotFound("%s: not found (%s)" % (what, code))
             if code in ("403", "AccessDenied", "InvalidAccessKeyId",
@@ -130,23 +150,51 @@ class S3:
                     "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or profile)"
                     % (what, code))
             return HpcdataError("%s: S3 error %s" % (what, code or exc))
-        if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        if isinstance(exc, exceptions.NoCredentialsError):
             return HpcdataError(
                 "%s: no S3 credentials found (set AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY, or profile=)" % what)
-        if isinstance(exc, botocore.exceptions.BotoCoreError):
+        if isinstance(exc, exceptions.BotoCoreError):
             return HpcdataError("%s: %s" % (what, exc))
         return None
 
     def call(self, what: str, func: Callable[..., Any], *args: Any,
              **kwargs: Any) -> Any:
-        """``func(*args, **kwargs)`` with boto errors translated."""
+        """``func(*args, **kwargs)`` with botocore errors translated."""
         return translated_call(self._error, what, func, *args, **kwargs)
 
+    def request(self, what: str, operation: str, **kwargs: Any) -> Any:
+        """The client's ``operation`` (e.g. "head_object"), translated."""
+        if self.lean is not None and operation in LEAN_OPERATIONS:
+            return self.lean.call(operation, **kwargs)
+        return self.call(what, getattr(self.client, operation), **kwargs)
+
+    def attempt(self, what: str, operation: str, codes: tuple[str, ...],
+                **kwargs: Any) -> tuple[Any, str | None]:
+        """(reply, None), or (None, code) for an S3 error in ``codes``."""
+        try:
+            if self.lean is not None and operation in LEAN_OPERATIONS:
+                return self.lean.call(operation, **kwargs), None
+            return getattr(self.client, operation)(**kwargs), None
+        except S3Error as exc:
+            if exc.code in codes:
+                return None, exc.code
+            raise
+        except HpcdataError:
+            raise
+        except Exception as exc:
+            code = self.error_code(exc)
+            if code is not None and code in codes:
+                return None, code
+            translated = self._error(exc, what)
+            if translated is None:
+                raise
+            raise translated from exc
+
     # -- objects ----------------------------------------------------------
-    def head(self, bucket: str, key: str) -> dict[str, Any]:
-        return self.call("s3://%s/%s" % (bucket, key),
-                         self.client.head_object, Bucket=bucket, Key=key)
+    def head(self, bucket: str, key: str, **kwargs: Any) -> dict[str, Any]:
+        return self.request("s3://%s/%s" % (bucket, key), "head_object",
+                            Bucket=bucket, Key=key, **kwargs)
 
     def exists(self, bucket: str, key: str) -> bool:
         try:
@@ -157,84 +205,25 @@ class S3:
 
     def ensure_bucket(self, bucket: str) -> None:
         try:
-            self.call("bucket %s" % bucket, self.client.head_bucket,
-                      Bucket=bucket)
+            self.request("bucket %s" % bucket, "head_bucket", Bucket=bucket)
         except NotFound:
-            self.call("create bucket %s" % bucket, self.client.create_bucket,
-                      Bucket=bucket)
+            self.request("create bucket %s" % bucket, "create_bucket",
+                         Bucket=bucket)
 
     def upload(self, path: str, bucket: str, key: str,
                progress: ProgressFn | None = None) -> None:
-        done = [0]
-
-        def callback(count: int) -> None:
-            done[0] += count
-            if progress is not None:
-                progress(done[0])
-
-        what = "upload to s3://%s/%s" % (bucket, key)
-        self.call(what, self.client.upload_file, path, bucket, key,
-                  Config=self.transfer, Callback=callback)
-        head = self.head(bucket, key)
-        size = os.path.getsize(path)
-        if head.get("ContentLength") != size:
-            raise VerificationError(
-                "%s: stored object has %s bytes, local file %s"
-                % (what, head.get("ContentLength"), size))
-        etag = plain_md5_etag(head.get("ETag"))
-        if (etag and size < self.transfer.multipart_threshold
-                and etag != file_md5(path)):
-            raise VerificationError(
-                "%s: stored object's MD5 (ETag) differs from the local file"
-                % what)
+        """Store ``path`` as ``key``, verified (see :mod:`.s3_upload`)."""
+        upload(self, path, bucket, key, progress)
 
     def download(self, bucket: str, key: str, path: str,
                  progress: ProgressFn | None = None,
                  head: dict[str, Any] | None = None) -> int:
-        """Ranged, resumable download verified by size and single-part ETag."""
-        what = "s3://%s/%s" % (bucket, key)
-        head = head or self.head(bucket, key)
-        size = head.get("ContentLength")
-        md5 = plain_md5_etag(head.get("ETag"))
-        have = resume_offset(path, size)
-        if size is None or have < size:
-            kwargs = {"Bucket": bucket, "Key": key}
-            if have:
-                kwargs["Range"] = "bytes=%s-" % have
-            if head.get("ETag"):
-                kwargs["IfMatch"] = head["ETag"]  # same version as checked
-            body = self.call(what, self.client.get_object, **kwargs)["Body"]
-            try:
-                with open(path, "ab" if have else "wb") as out:
-                    have = copy_chunks(self._read(body, what, have),
-                                       out.write, have, progress)
-            finally:
-                body.close()
-        check_length(what, have, size)
-        if md5 and file_md5(path) != md5:
-            discard(path)
-            raise VerificationError(
-                "%s: checksum mismatch against the object's MD5 ETag; "
-                "the data was discarded" % what)
-        return have
-
-    def _read(self, body: Any, what: str, have: int) -> Iterator[bytes]:
-        """Chunks of a GET's ``body``; ``have``: bytes before the first."""
-        while True:
-            try:
-                chunk = body.read(CHUNK)
-            except self._botocore.exceptions.BotoCoreError as exc:
-                raise HpcdataError(
-                    "%s: transfer interrupted after %s bytes (%s)"
-                    % (what, have, type(exc).__name__))
-            if not chunk:
-                return
-            have += len(chunk)
-            yield chunk
+        """Resumable, verified download (see :mod:`.s3_download`)."""
+        return download(self, bucket, key, path, progress, head)
 
     def delete(self, bucket: str, key: str) -> None:
-        self.call("delete s3://%s/%s" % (bucket, key),
-                  self.client.delete_object, Bucket=bucket, Key=key)
+        self.request("delete s3://%s/%s" % (bucket, key), "delete_object",
+                     Bucket=bucket, Key=key)
 
     # -- URL entries --------------------------------------------------------
     def entries(self, url: str) -> list[Entry]:
@@ -243,7 +232,8 @@ class S3:
         md5 = plain_md5_etag(head.get("ETag"))
 
         def fetch(path: str, progress: ProgressFn | None) -> int:
-            return self.download(bucket, key, path, progress=progress)
+            return self.download(bucket, key, path, progress=progress,
+                                 head=head)
 
         return [Entry(url="s3://%s/%s" % (bucket, quote(key, safe="/")),
                       filename=key.rsplit("/", 1)[-1],

@@ -10,7 +10,8 @@ Knobs (environment, read per session so git-annex's child process sees them):
 every call with CAT_INVALID_AUTHENTICATION;
 ``HPCDATA_FAKE_IRODS_CORRUPT``: if "1", reads return a flipped first byte;
 ``HPCDATA_FAKE_IRODS_CHECKSUM``: "sha2" (default) or "md5".
-``make_session`` is the factory named by DATALAD_HPCDATA_IRODS_SESSION_FACTORY.
+``fake_irods_remote.py`` runs the remote with this session in place of
+python-irodsclient's.
 """
 
 import base64
@@ -18,10 +19,6 @@ import hashlib
 import os
 
 from irods import exception as irods_exc
-
-
-def make_session(env_file=None, password=None):
-    return FakeSession(os.environ["HPCDATA_FAKE_IRODS_ROOT"], password=password)
 
 
 class FakeSession:

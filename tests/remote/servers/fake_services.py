@@ -14,7 +14,9 @@ Fault injection for failure-mode tests (``server.faults``):
 ``status``: list of (status, headers) popped one per request (e.g. 429 with
 Retry-After), ``status_always``: (status, headers) for every request,
 ``corrupt``: set of file keys whose content is served with flipped bytes,
-``truncate``: number of downloads cut off half way.
+``truncate``: number of downloads cut off half way, ``cut_at``: a byte
+offset at which every download stops (a persistent fault no resume gets
+past).
 Everything binds to 127.0.0.1 only; stop with ``server.stop()``.
 """
 
@@ -31,7 +33,8 @@ class FakeServices:
         self.concepts = {}   # concept id -> [version ids], latest last
         self.dois = {}       # doi -> landing URL
         self.views = {}      # vdi view name -> {file name: bytes}
-        self.faults = {"status": [], "status_always": None, "corrupt": set(), "truncate": 0}
+        self.faults = {"status": [], "status_always": None, "corrupt": set(), "truncate": 0,
+                       "cut_at": None}
         self.hits = []
         self.lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"services": self})
@@ -59,7 +62,8 @@ class FakeServices:
             self.concepts.setdefault(str(concept), []).append(recid)
 
     def reset_faults(self):
-        self.faults = {"status": [], "status_always": None, "corrupt": set(), "truncate": 0}
+        self.faults = {"status": [], "status_always": None, "corrupt": set(), "truncate": 0,
+                       "cut_at": None}
 
     def record_json(self, recid):
         rec = self.records[recid]
@@ -126,12 +130,14 @@ class _Handler(BaseHTTPRequestHandler):
                 status = 206
                 headers["Content-Range"] = "bytes {}-{}/{}".format(start, total - 1, total)
         body = data[start:]
-        truncate = False
+        keep = None
         with svc.lock:
             if svc.faults["truncate"] and self.command == "GET" and len(body) > 1:
                 svc.faults["truncate"] -= 1
-                truncate = True
-        if not truncate:
+                keep = len(body) // 2
+            if svc.faults["cut_at"] is not None and self.command == "GET":
+                keep = max(0, svc.faults["cut_at"] - start)
+        if keep is None:
             self._send(status, body, headers, ctype="application/octet-stream")
             return
         self.send_response(status)
@@ -140,7 +146,7 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(body[: len(body) // 2])
+        self.wfile.write(body[:keep])
         self.wfile.flush()
         self.close_connection = True
 

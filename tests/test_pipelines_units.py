@@ -1,0 +1,164 @@
+"""The pieces of the pipeline feature that need no cluster: sbatch argv and
+#SBATCH parsing, dependency merging, path overlaps, the affected-by walk
+and its ordering."""
+
+from __future__ import annotations
+
+import pytest
+
+from datalad_hpcdata.jobs.affected import (
+    PathIndex,
+    affected,
+    data_flow_order,
+    supersede,
+)
+from datalad_hpcdata.jobs.dataflow import outside_claims, spec_overlaps
+from datalad_hpcdata.jobs.history import recorded, sbatch_script
+from datalad_hpcdata.slurm.argv import (
+    merge_dependency,
+    parse_options,
+    script_index,
+    script_options,
+    user_dependency,
+    with_dependency,
+)
+
+
+@pytest.mark.parametrize("argv, idx", [
+    ("sbatch job.sh a b", 1),
+    ("sbatch -p debug job.sh a", 3),
+    ("sbatch -pdebug job.sh", 2),
+    ("sbatch --partition debug job.sh", 3),
+    ("sbatch --partition=debug job.sh", 2),
+    ("sbatch -Hp debug job.sh", 3),          # a flag cluster with a value
+    ("sbatch --hold --nice job.sh", 3),      # optional arguments: no value
+    ("sbatch -d afterok:1 -J x job.sh", 5),
+    ("sbatch -- job.sh -p", 2),
+    ("sbatch --wrap 'echo hi'", None),
+    ("sbatch -p debug", None),               # script from stdin
+    ("sbatch -n1 : -n2 job.sh", 4),          # heterogeneous components
+    ("sbatch -n1 : --wrap x", None),
+])
+def test_script_index(argv, idx):
+    import shlex
+    assert script_index(shlex.split(argv)) == idx
+
+
+def test_parse_options_values():
+    opts, end = parse_options(["-Hd", "afterok:1", "--kill-on-invalid-dep",
+                               "yes", "--export=ALL", "s.sh"])
+    assert opts == [("-H", ""), ("-d", "afterok:1"),
+                    ("--kill-on-invalid-dep", "yes"), ("--export", "ALL")]
+    assert end == 5
+
+
+def test_script_options_like_sbatch():
+    text = ("#!/bin/sh\n\n# comment\n  # indented comment\n"
+            "#SBATCH --dependency=afterany:5 # trailing comment\n"
+            '#SBATCH -J "my job" -d afterok:6\n'
+            " #SBATCH -d afterok:7\n"            # not at column 0: ignored
+            "echo run\n"
+            "#SBATCH -d afterok:8\n")            # after a command: ignored
+    assert script_options(text) == [("--dependency", "afterany:5"),
+                                    ("-J", "my job"), ("-d", "afterok:6")]
+    het = "#!/bin/sh\n#SBATCH -d afterok:1\n#SBATCH hetjob\n#SBATCH -d x\n"
+    assert script_options(het) == [("-d", "afterok:1")]
+
+
+def test_user_dependency_command_line_wins(tmp_path):
+    (tmp_path / "job.sh").write_text("#!/bin/sh\n#SBATCH -d afterany:3\n")
+    assert user_dependency(["sbatch", "job.sh"], str(tmp_path)) == (
+        "afterany:3", "#SBATCH line")
+    assert user_dependency(["sbatch", "-d", "singleton", "--dependency",
+                            "afterok:4", "job.sh"], str(tmp_path)) == (
+        "afterok:4", "command line")
+    assert user_dependency(["sbatch", "missing.sh"], str(tmp_path)) == (
+        None, "")
+
+
+def test_merge_and_insert_dependency():
+    assert merge_dependency(None, ["7", "9"]) == "afterok:7:9"
+    assert merge_dependency("singleton", ["7"]) == "singleton,afterok:7"
+    with pytest.raises(ValueError, match="any-of"):
+        merge_dependency("afterok:1?afterany:2", ["7"])
+    assert with_dependency(["sbatch", "-d", "x", "job.sh", "-d", "y"],
+                           "x,afterok:7") == [
+        "sbatch", "-d", "x", "--dependency=x,afterok:7", "job.sh", "-d", "y"]
+    assert with_dependency(["sbatch", "--", "job.sh"], "afterok:7") == [
+        "sbatch", "--dependency=afterok:7", "--", "job.sh"]
+    assert with_dependency(["sbatch", "--wrap", "true"], "afterok:7") == [
+        "sbatch", "--wrap", "true", "--dependency=afterok:7"]
+
+
+@pytest.mark.parametrize("spec, path, hit", [
+    ("sims", "sims/a", True),
+    ("sims/a/x.txt", "sims/a", True),
+    ("sims/a", "sims", True),
+    ("sims/ab", "sims/a", False),
+    ("sims/*/x.txt", "sims/a", True),
+    ("sims/*/x.txt", "other/a", False),
+    ("sims/a*.txt", "sims/b.txt", False),
+    ("sims/a*.txt", "sims/a1.txt", True),
+    ("*.txt", "out.txt", True),
+    ("**/x.txt", "deep/down/x.txt", True),
+])
+def test_spec_overlaps(spec, path, hit):
+    assert spec_overlaps(spec, path) is hit
+
+
+def test_path_index():
+    idx = PathIndex()
+    for p, v in (("a/b", 1), ("a/c/d", 2), ("x", 3), ("g/*.txt", 4)):
+        idx.add(p, v)
+    assert sorted(idx.overlapping("a")) == [1, 2]
+    assert idx.overlapping("a/b/c") == [1]
+    assert idx.overlapping("a/bb") == []
+    assert idx.overlapping("g/z.txt") == [4]
+    assert idx.overlapping("g/z.dat") == []
+    assert sorted(idx.overlapping("*")) == [1, 2, 3, 4]
+
+
+def test_outside_claims(tmp_path):
+    for p in ("d/own.txt", "d/prod/x.txt", "e.txt"):
+        (tmp_path / p).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / p).write_text("x")
+    assert outside_claims(str(tmp_path), ["d", "e.txt"], ["d/prod"]) == [
+        "d/own.txt", "e.txt"]
+    assert outside_claims(str(tmp_path), ["d/prod/x.txt"], ["d/prod"]) == []
+
+
+def _rec(i, inputs, outputs, chain=(), cmd="sbatch code/run.sh"):
+    rec = {"cmd": cmd, "inputs": inputs, "outputs": outputs, "pwd": ".",
+           "chain": list(chain), "slurm_job_id": i,
+           "extension": "datalad-hpcdata", "slurm_state": "COMPLETED"}
+    return recorded("%040d" % i, "Slurm job %d: Completed" % i, rec, index=i)
+
+
+def test_affected_walk_supersede_and_order():
+    s1 = _rec(1, ["data/in.txt"], ["sims/a"])
+    t1 = _rec(2, ["sims/a/x.txt"], ["model"])
+    s2 = _rec(3, ["data/in.txt"], ["sims/a"], chain=[s1.sha])
+    other = _rec(4, ["data/other.txt"], ["o"])
+    hit = affected([s1, t1, s2, other], ["data/in.txt"])
+    assert hit == [s1, t1, s2]
+    assert [r.sha for r in data_flow_order(supersede(hit))] == [s2.sha,
+                                                               t1.sha]
+    # the script counts as read; a job is only affected by earlier records
+    late = _rec(5, [], ["data/in.txt"])
+    assert affected([t1, late], ["code/run.sh"]) == [t1, late]
+    assert affected([t1, late], ["sims"]) == [t1]
+
+
+def test_order_breaks_a_cycle_in_history_order():
+    a = _rec(1, ["b.txt"], ["a.txt"])
+    b = _rec(2, ["a.txt"], ["b.txt"])
+    assert data_flow_order([b, a]) == [a, b]
+
+
+def test_sbatch_script_of_a_record():
+    assert sbatch_script("sbatch -p x ../code/job.sh {outputs}", "sub") == \
+        "code/job.sh"
+    assert sbatch_script("sbatch --wrap 'x'", ".") is None
+    assert sbatch_script("sbatch {inputs}", ".") is None
+    assert sbatch_script("python x.py", ".") is None
+    assert sbatch_script("sbatch ../../outside.sh", "sub") is None

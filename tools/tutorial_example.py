@@ -1,0 +1,130 @@
+#!/usr/bin/env python
+"""Run docs/tutorial.md on the local Slurm cluster; print what every step
+printed; copy the two provenance graphs it draws into docs/.
+
+    python tools/tutorial_example.py            # run, copy the PNGs
+    python tools/tutorial_example.py --dir D    # run in D, keep it
+    python tools/tutorial_example.py --update   # and write the outputs
+                                                # into the page
+
+The steps run exactly as tests/test_tutorial.py runs them (the docs
+harness of tests/test_docs.py: every block in order in one bash session,
+console outputs compared after normalising ids, hashes and times). The
+output printed here is what goes into the page's ``console`` blocks;
+differences from the page are listed at the end (exit status 1).
+``--update`` writes this run's outputs into the page's ``console`` blocks
+(progress lines left out, the parts in ``ELIDE`` replaced by ``...``), so
+the page shows one real run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PAGE = REPO / "docs" / "tutorial.md"
+# what the page draws (outside the dataset) -> where the docs show it
+GRAPHS = {"campaign-before.png": "tutorial-before.png",
+          "campaign-after.png": "tutorial-after.png"}
+
+
+# what varies from run to run beyond the harness's normalisation
+ELIDE = [(re.compile(r"; \d+ polls?, \d+ Slurm quer(y|ies)$", re.M), "; ...")]
+
+
+def harness():
+    """tests/test_docs.py, the docs' example harness."""
+    sys.path.insert(0, str(REPO / "tests"))
+    try:
+        import test_docs
+    finally:
+        sys.path.pop(0)
+    return test_docs
+
+
+def run(work: Path):
+    """Run the page in `work`; return the harness's Run."""
+    docs = harness()
+    env = docs.scenario_env("slurm", work, None)
+    return docs.run_steps(docs.parse_page(PAGE), work, env)
+
+
+def shown(output: str) -> list[str]:
+    """A step's output as the page shows it."""
+    text = harness().PROGRESS.sub("", output)
+    for pattern, repl in ELIDE:
+        text = pattern.sub(repl, text)
+    return [line.rstrip() for line in text.splitlines() if line.strip()]
+
+
+def updated(text: str, result) -> str:
+    """The page with every console step's output replaced by this run's."""
+    blocks: dict[int, list] = {}
+    for n, (block, cmd, expected) in enumerate(result.steps):
+        if expected is not None:
+            blocks.setdefault(block.line, []).append((n, cmd))
+    lines, out, i = text.splitlines(), [], 0
+    while i < len(lines):
+        out.append(lines[i])
+        if i + 1 in blocks:                 # the fence of a console block
+            fence = lines[i].split("console")[0]
+            for n, cmd in blocks[i + 1]:
+                out.append("$ " + cmd)
+                out += shown(result.outputs.get(n, ""))
+            while not lines[i + 1].startswith(fence):
+                i += 1
+        i += 1
+    return "\n".join(out) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dir", help="run here (kept); default: a temporary "
+                    "directory, removed afterwards")
+    ap.add_argument("--no-copy", action="store_true",
+                    help="do not copy the graphs to docs/")
+    ap.add_argument("--update", action="store_true",
+                    help="write this run's outputs into the page")
+    args = ap.parse_args()
+    work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(
+        prefix="hpcdata-tutorial-"))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        result = run(work)
+        for n, (_block, cmd, expected) in enumerate(result.steps):
+            if expected is not None:
+                print("$ " + cmd)
+                print(result.outputs.get(n, ""), end="")
+        if not args.no_copy:
+            for made, shown in GRAPHS.items():
+                shutil.copyfile(work / made, REPO / "docs" / shown)
+                print("copied %s to docs/%s" % (made, shown))
+        if args.update:
+            PAGE.write_text(updated(PAGE.read_text(), result))
+            print("updated %s" % PAGE)
+            return 0
+        diff = harness().differences(result)
+        for d in diff:
+            print("\n" + d, file=sys.stderr)
+        return 1 if diff else 0
+    finally:
+        if not args.dir:
+            rmtree(work)
+
+
+def rmtree(path: Path) -> None:
+    """Remove a tree holding read-only annex objects."""
+    def writable(func, p, _):
+        Path(p).parent.chmod(0o755)
+        Path(p).chmod(0o755)
+        func(p)
+    shutil.rmtree(path, onerror=writable)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
