@@ -200,14 +200,20 @@ def user_dependency(argv: list[str], cwd: str) -> tuple[str | None, str]:
     return None, ""
 
 
+def user_option(argv: list[str], cwd: str, short: str,
+                long: str) -> str | None:
+    """An option's value in the submission: command line first, then the
+    script's #SBATCH lines."""
+    opts, _ = parse_options(argv[1:])
+    value = option_value(opts, short, long)
+    if value is None:
+        value = option_value(read_script_options(argv, cwd), short, long)
+    return value
+
+
 def user_clusters(argv: list[str], cwd: str) -> str | None:
     """The -M/--clusters the submission names (command line first)."""
-    opts, _ = parse_options(argv[1:])
-    value = option_value(opts, "-M", "--clusters")
-    if value is None:
-        value = option_value(read_script_options(argv, cwd), "-M",
-                             "--clusters")
-    return value
+    return user_option(argv, cwd, "-M", "--clusters")
 
 
 def merge_dependency(user: str | None, job_ids: list[str]) -> str:
@@ -243,12 +249,7 @@ def with_dependency(argv: list[str], dependency: str) -> list[str]:
 
 def user_array(argv: list[str], cwd: str) -> str | None:
     """The -a/--array the submission asks for (command line first)."""
-    opts, _ = parse_options(argv[1:])
-    value = option_value(opts, "-a", "--array")
-    if value is None:
-        value = option_value(read_script_options(argv, cwd), "-a",
-                             "--array")
-    return value
+    return user_option(argv, cwd, "-a", "--array")
 
 
 def parse_array(value: str) -> tuple[list[int], int | None]:
