@@ -227,6 +227,11 @@ def test_requeue_hold_suspend_deadline(multinode, dataset):
                    "job %s DEADLINE" % dead)
         wait_until(lambda: controller_job(rq).get("JobState") == "PENDING", 60,
                    "job %s requeued and held" % rq)
+        # finish reads accounting, which learns of the start and the
+        # suspension through slurmctld's queue to slurmdbd: under load it
+        # said PENDING for a job the controller had already suspended
+        wait_until(lambda: sacct_state(sus) == "SUSPENDED", 60,
+                   "accounting shows job %s SUSPENDED" % sus)
         res = finish(ds, close_failed_jobs=True)
         r = one(res, slurm_job_id=rq)
         assert r["status"] == "notneeded", r
