@@ -249,6 +249,15 @@ def test_array_producer_feeds_consumer(tmp_path, slurm):
     rec = head_record(ds)
     assert rec["depends_on"][0]["commit"] == done[0]["commit"]
     assert (root / "sum.txt").read_text() == "task 0\ntask 1\ntask 2\n"
+    # a fix of the array's script re-runs the array, then the consumer of
+    # its tasks' outputs (matched per task, not by the pattern's text)
+    res = dl.slurm_reschedule(dataset=ds, report=True,
+                              affected_by=["code/task.sh"], **KW)
+    assert [r["commit"] for r in res] == [d["commit"] for d in done], res
+    assert res[1]["depends_on"][0]["planned"] == done[0]["commit"]
+    res = dl.slurm_reschedule(dataset=ds, report=True,
+                              affected_by=["res/p-1"], **KW)
+    assert [r["commit"] for r in res] == [done[1]["commit"]], res
 
 
 # ------------------------------- alt-dir: a large output hashed once

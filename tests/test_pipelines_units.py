@@ -162,3 +162,49 @@ def test_sbatch_script_of_a_record():
     assert sbatch_script("sbatch {inputs}", ".") is None
     assert sbatch_script("python x.py", ".") is None
     assert sbatch_script("sbatch ../../outside.sh", "sub") is None
+
+
+def _array_rec(i, outputs, tasks, inputs=("params",), **keys):
+    rec = {"cmd": "sbatch --array=%s code/sim.sh" % tasks, "pwd": ".",
+           "inputs": list(inputs), "outputs": outputs, "chain": [],
+           "slurm_job_id": i, "extension": "datalad-hpcdata",
+           "slurm_state": "COMPLETED", **keys}
+    return recorded("%040d" % i, "Slurm job %d: Completed" % i, rec, index=i)
+
+
+def test_per_task_outputs_are_matched_per_task():
+    """A job reading one task's output of an array with ``%a`` outputs is
+    affected by (and ordered after) that array; a path of a task the
+    array did not have is not its output."""
+    tasks = {str(t): {"state": "COMPLETED"} for t in (1, 2, 3)}
+    sims = _array_rec(1, ["sims/run-%a.txt", "sims/%A-%3a.log"], "1-3",
+                      array_tasks=tasks)
+    assert sims.produced == [
+        "sims/run-1.txt", "sims/1-001.log", "sims/run-2.txt",
+        "sims/1-002.log", "sims/run-3.txt", "sims/1-003.log"]
+    reader = _rec(2, ["sims/run-2.txt"], ["model"])
+    log_reader = _rec(3, ["sims/1-003.log"], ["logs-summary"])
+    stranger = _rec(4, ["sims/run-7.txt"], ["other"])
+    records = [sims, reader, log_reader, stranger]
+    assert affected(records, ["params"]) == [sims, reader, log_reader]
+    assert data_flow_order([reader, sims]) == [sims, reader]
+    # the record of a reschedule of some tasks names only those
+    some = _array_rec(5, ["sims/run-%a.txt"], "2", array_override="2")
+    assert some.produced == ["sims/run-2.txt"]
+    # a record that names no tasks: the pattern stands for any task
+    vague = _array_rec(6, ["sims/run-%a.txt"], "1-3")
+    assert vague.produced == ["sims/run-*.txt"]
+    assert affected([vague, stranger], ["params"]) == [vague, stranger]
+
+
+def test_graph_connects_a_task_output_to_its_reader():
+    from datalad_hpcdata.jobs.graph import Graph, _add_parts, _add_recorded
+    tasks = {str(t): {"state": "COMPLETED"} for t in (1, 2)}
+    g = Graph()
+    _add_recorded(g, _array_rec(1, ["sims/run-%a.txt"], "1-2",
+                                array_tasks=tasks))
+    _add_recorded(g, _rec(2, ["sims/run-2.txt"], ["model"]))
+    _add_recorded(g, _rec(3, ["sims/run-9.txt"], ["other"]))
+    _add_parts(g)
+    parts = [(e["from"], e["to"]) for e in g.edges if e["type"] == "part"]
+    assert parts == [("file:sims/run-%a.txt", "file:sims/run-2.txt")]

@@ -94,7 +94,7 @@ def check_paths(handle, paths: Iterable[str], pwd: str, revision: str,
             out.append(canon)
     index = PathIndex()
     for rec in records:
-        for p in rec.reads + rec.outputs:
+        for p in rec.reads + rec.produced:
             index.add(p, rec)
     unknown = [p for p in out if not index.overlapping(p)]
     if unknown:
@@ -124,7 +124,7 @@ def affected(records: list[Recorded], paths: list[str]) -> list[Recorded]:
     for rec in records:
         if any(tainted.overlapping(r) for r in rec.reads):
             hit.append(rec)
-            for out in rec.outputs:
+            for out in rec.produced:
                 tainted.add(out, rec)
     return hit
 
@@ -141,7 +141,7 @@ def data_flow_order(records: list[Recorded]) -> list[Recorded]:
     history order."""
     producers = PathIndex()
     for rec in records:
-        for out in rec.outputs:
+        for out in rec.produced:
             producers.add(out, rec.index)
     by_index = {r.index: r for r in records}
     needs = {r.index: set() for r in records}

@@ -19,6 +19,7 @@ import json
 from ..dataset.handle import DatasetHandle
 from .affected import PathIndex
 from .history import RUN, read_history, root_paths, sbatch_script
+from .tasks import is_pattern, produced_paths
 
 FORMATS = ("dot", "mermaid", "json")
 STYLE = {   # status -> (dot fill colour, mermaid class)
@@ -34,6 +35,9 @@ class Graph:
         self.nodes: dict[str, dict] = {}
         self.edges: list[dict] = []
         self._edge_keys: set = set()
+        # (path a job wrote, its output node): a per-task pattern's node
+        # stands for every task's path
+        self.written: list[tuple[str, str]] = []
 
     def file(self, path: str) -> str:
         nid = "file:" + path
@@ -51,13 +55,19 @@ class Graph:
             self._edge_keys.add(key)
             self.edges.append({"from": src, "to": dst, "type": kind})
 
-    def link(self, job: str, inputs, extra, script, outputs) -> None:
+    def link(self, job: str, inputs, extra, script, outputs,
+             record: dict) -> None:
+        """`record` says the tasks per-task `outputs` were written for
+        (see tasks.produced_paths)."""
         for kind, paths in (("input", inputs), ("extra_input", extra),
                             ("script", [script] if script else [])):
             for p in paths:
                 self.edge(self.file(p), job, kind)
         for p in outputs:
-            self.edge(job, self.file(p), "output")
+            nid = self.file(p)
+            self.edge(job, nid, "output")
+            self.written += [(w, nid) for w in (
+                produced_paths([p], record) if is_pattern(p) else [p])]
 
     def as_dict(self) -> dict:
         jobs = [n for n in self.nodes.values() if n["type"] == "job"]
@@ -90,7 +100,8 @@ def _add_recorded(g: Graph, rec) -> None:
                 commit=rec.sha, slurm_job_id=rec.job_id,
                 cmd=rec.norm.get("cmd"), subject=subject,
                 depends_on=rec.record.get("depends_on") or [])
-    g.link(nid, rec.inputs, rec.extra_inputs, rec.script, rec.outputs)
+    g.link(nid, rec.inputs, rec.extra_inputs, rec.script, rec.outputs,
+           rec.record)
 
 
 def _add_open(g: Graph, handle: DatasetHandle) -> None:
@@ -115,15 +126,16 @@ def _add_open(g: Graph, handle: DatasetHandle) -> None:
                         for d in spec.get("depends_on") or []
                         if d.get("slurm_job_id")])
         g.link(nid, inputs, extra, sbatch_script(spec.get("cmd") or "", pwd),
-               spec.get("output_specs") or [])
+               spec.get("output_specs") or [],
+               {"array_tasks": {str(t): {} for t in spec.get("tasks") or []},
+                "slurm_job_id": job.job_id})
 
 
 def _add_parts(g: Graph) -> None:
     """Connect outputs to the paths read inside or around them."""
     outputs = PathIndex()
-    for e in g.edges:
-        if e["type"] == "output":
-            outputs.add(g.nodes[e["to"]]["path"], e["to"])
+    for path, nid in g.written:
+        outputs.add(path, nid)
     if not outputs:
         return
     for e in list(g.edges):

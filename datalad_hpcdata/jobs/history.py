@@ -12,10 +12,12 @@ import logging
 import posixpath
 import shlex
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from ..dataset.git import git, rev_parse
 from ..slurm.argv import is_sbatch, script_index
 from .record import MARKER, RecordError, normalize_record, parse_message
+from .tasks import produced_paths
 
 lgr = logging.getLogger("datalad.hpcdata.history")
 
@@ -49,6 +51,13 @@ class Recorded:
     @property
     def job_id(self):
         return self.norm.get("slurm_job_id")
+
+    @cached_property
+    def produced(self) -> list[str]:
+        """The outputs as the paths the job wrote (per-task patterns
+        ``%a``/``%A`` expanded for the recorded tasks): what later jobs
+        read and what data flow is matched against."""
+        return produced_paths(self.outputs, self.record)
 
     @property
     def reads(self) -> list[str]:

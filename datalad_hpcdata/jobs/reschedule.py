@@ -84,7 +84,7 @@ class _Call:
     script_lines: list[str] = field(default_factory=list)
 
     def skip(self, rec: Recorded) -> None:
-        for out in rec.outputs:
+        for out in rec.produced:
             self.broken.add(out, rec.sha)
 
 

@@ -98,6 +98,34 @@ def output_specs(spec, tasks=None, master: str | None = None,
     return out
 
 
+def recorded_task_ids(record: dict) -> list[str] | None:
+    """The task ids a run record's per-task outputs were written for:
+    the tasks it lists, else those of the --array it ran with; None when
+    the record says neither."""
+    tasks = record.get("array_tasks")
+    if isinstance(tasks, dict) and tasks:
+        return sorted(tasks, key=lambda t: (len(t), t))
+    array = record.get("array_override") or record.get("array_spec")
+    try:
+        return [str(t) for t in parse_array(array)[0]] if array else None
+    except ValueError:
+        return None
+
+
+def produced_paths(outputs: list[str], record: dict) -> list[str]:
+    """A recorded job's outputs as the paths it wrote: per-task patterns
+    expanded for the recorded tasks (``%A`` is the recorded job id); a
+    pattern whose tasks the record does not give stands for any task
+    (``*``, as a glob)."""
+    patterns, others = split(outputs)
+    if not patterns:
+        return list(outputs)
+    tasks = recorded_task_ids(record) or ["*"]
+    master = record.get("slurm_job_id")
+    master = str(master) if master is not None else None
+    return others + [expand(p, t, master) for t in tasks for p in patterns]
+
+
 @dataclass
 class TaskSplit:
     """The tasks of an ended array with per-task outputs, by outcome."""
