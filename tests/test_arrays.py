@@ -260,6 +260,55 @@ def test_array_producer_feeds_consumer(tmp_path, slurm):
     assert [r["commit"] for r in res] == [done[1]["commit"]], res
 
 
+# ------------------- per-task inputs: a fix re-runs only the tasks it hits
+def test_fix_of_one_tasks_input_reruns_that_task(tmp_path, slurm):
+    ds = make(tmp_path / "ds")
+    root = Path(ds.path)
+    (root / "params").mkdir()
+    for t in (0, 1, 2):
+        (root / "params" / ("p-%d" % t)).write_text("param %d\n" % t)
+    (root / "code" / "sim.sh").write_text(
+        "#!/bin/sh\nt=$SLURM_ARRAY_TASK_ID\nmkdir -p res\n"
+        "sed 's/^/sim of /' params/p-$t > res/r-$t\n")
+    (root / "code" / "sum.sh").write_text(
+        "#!/bin/sh\ncat res/r-0 res/r-1 res/r-2 > sum.txt\n")
+    for n in ("sim.sh", "sum.sh"):
+        (root / "code" / n).chmod(0o755)
+    ds.save(message="params and scripts", result_renderer="disabled")
+    sims = schedule(ds, "sbatch --array=0-2%2 code/sim.sh {inputs}",
+                    ["res/r-%a"], inputs=["params/p-%a"])
+    spec = DatasetHandle(ds).store.find(sims)[-1].spec
+    # the job reads every task's input; {inputs} keeps the pattern
+    assert spec["input_specs"] == ["params/p-0", "params/p-1", "params/p-2"]
+    assert spec["cmd_expanded"].endswith("code/sim.sh params/p-%a")
+    total = schedule(ds, "sbatch code/sum.sh", ["sum.txt"],
+                     inputs=["res/r-0", "res/r-1", "res/r-2"])
+    res = finish(ds, sims, total)
+    assert len([r for r in res if r.get("commit")]) == 2, res
+    assert head_record(ds)["depends_on"]
+
+    (root / "params" / "p-1").unlink()      # annexed: a symlink
+    (root / "params" / "p-1").write_text("param 1 fixed\n")
+    ds.save(message="fix task 1's parameter", result_renderer="disabled")
+    res = dl.slurm_reschedule(dataset=ds, affected_by_commit="HEAD", **KW)
+    ok = [r for r in res if r["status"] == "ok"]
+    assert len(ok) == 2, res
+    again, total2 = (r["slurm_job_id"] for r in ok)
+    spec = DatasetHandle(ds).store.find(again)[-1].spec
+    assert spec["array_override"] == "1%2"      # task 1, throttle kept
+    assert spec["input_specs"] == ["params/p-1"]
+    assert DatasetHandle(ds).store.find(total2)[-1].spec[
+        "dependency"] == "afterok:%s" % again
+    res = finish(ds, again, total2)
+    assert len([r for r in res if r.get("commit")]) == 2, res
+    assert (root / "sum.txt").read_text() == (
+        "sim of param 0\nsim of param 1 fixed\nsim of param 2\n")
+    rec = head_record(ds, "HEAD~1")
+    assert list(rec["array_tasks"]) == ["1"]
+    assert "tasks 1%%2 of job %s" % sims in git(ds, "log", "-1", "--format=%B",
+                                               "HEAD~1")
+
+
 # ------------------------------- alt-dir: a large output hashed once
 def test_alt_dir_output_annexed_by_known_key(tmp_path, slurm, monkeypatch):
     from datalad_hpcdata.dataset import annexkeys

@@ -10,6 +10,7 @@ from datalad_hpcdata.jobs.tasks import (
     expand,
     is_pattern,
     task_claims,
+    task_inputs,
     task_override,
 )
 from datalad_hpcdata.slurm.argv import format_array, parse_array
@@ -157,3 +158,13 @@ def test_plan_reads_the_array_from_the_script(tmp_path):
                 array="5%2")
     assert spec.argv[:4] == ["sbatch", "-J", "y", "--array=5%2"]
     assert spec.tasks == [5] and spec.array_override == "5%2"
+
+
+def test_per_task_inputs_expand_for_the_tasks():
+    assert task_inputs(["code/x", "p/%a.txt", "q/%2a"], [1, 2]) == [
+        "code/x", "p/1.txt", "q/01", "p/2.txt", "q/02"]
+    assert task_inputs(["code/x"], [1, 2]) == ["code/x"]
+    with pytest.raises(ScheduleError, match="%A"):
+        task_inputs(["p/%A-%a"], [1])
+    with pytest.raises(ScheduleError, match="input 'p/%a' contains"):
+        array_tasks(None, ["p/%a"], "input")

@@ -208,3 +208,43 @@ def test_graph_connects_a_task_output_to_its_reader():
     _add_parts(g)
     parts = [(e["from"], e["to"]) for e in g.edges if e["type"] == "part"]
     assert parts == [("file:sims/run-%a.txt", "file:sims/run-2.txt")]
+
+
+def test_only_the_tasks_whose_own_inputs_changed_are_affected():
+    tasks = {str(t): {"state": "COMPLETED"} for t in (1, 2, 3)}
+    sims = _array_rec(1, ["sims/run-%a.txt"], "1-3%2",
+                      inputs=["params/p-%a.txt", "params/common.txt"],
+                      array_tasks=tasks, array_spec="1-3%2")
+    assert sims.task_reads == {"1": ["params/p-1.txt"],
+                               "2": ["params/p-2.txt"],
+                               "3": ["params/p-3.txt"]}
+    two = _rec(2, ["sims/run-2.txt"], ["model-2"])
+    three = _rec(3, ["sims/run-3.txt"], ["model-3"])
+    records = [sims, two, three]
+    hit = affected(records, ["params/p-2.txt"])
+    assert [r.sha for r in hit] == [sims.sha, two.sha]
+    assert hit[0].rerun_tasks == [2]
+    assert hit[0].produced == ["sims/run-2.txt"]
+    assert hit[0].reads == ["params/common.txt", "params/p-2.txt",
+                            "code/sim.sh"]
+    # what every task reads: the whole array, all its consumers
+    hit = affected(records, ["params/common.txt"])
+    assert hit == [sims, two, three] and hit[0].rerun_tasks is None
+    assert affected(records, ["params/p-7.txt"]) == []
+    # all tasks' own inputs changed: the whole array again
+    hit = affected(records, ["params"])
+    assert hit[0].rerun_tasks is None and len(hit) == 3
+
+
+def test_a_partial_rerun_does_not_stand_for_the_array():
+    tasks = {str(t): {"state": "COMPLETED"} for t in (1, 2, 3)}
+    sims = _array_rec(1, ["sims/run-%a.txt"], "1-3", array_tasks=tasks)
+    again = _array_rec(2, ["sims/run-%a.txt"], "1-3", array_override="3",
+                       chain=[sims.sha],
+                       array_tasks={"3": {"state": "COMPLETED"}})
+    assert supersede([sims, again]) == [sims]
+    # the partial re-run alone (its array not resubmitted): kept
+    assert supersede([again]) == [again]
+    whole = _array_rec(3, ["sims/run-%a.txt"], "1-3", chain=[sims.sha],
+                       array_tasks=tasks)
+    assert supersede([sims, whole]) == [whole]

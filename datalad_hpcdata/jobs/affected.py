@@ -17,6 +17,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import os
+from dataclasses import replace
 from typing import Iterable
 
 from ..dataset.git import git
@@ -116,23 +117,51 @@ def check_paths(handle, paths: Iterable[str], pwd: str, revision: str,
 
 
 def affected(records: list[Recorded], paths: list[str]) -> list[Recorded]:
-    """The records whose reads derive from `paths`, history order."""
+    """The records whose reads derive from `paths`, history order.  An
+    array whose tasks read inputs of their own (``-i 'params/%a'``) and
+    whose shared reads are untouched is affected only in the tasks whose
+    own inputs are: such a record comes back with `rerun_tasks`."""
     tainted = PathIndex()
     for p in paths:
         tainted.add(p, None)
+
+    def touched(reads):
+        return any(tainted.overlapping(r) for r in reads)
+
     hit = []
     for rec in records:
-        if any(tainted.overlapping(r) for r in rec.reads):
-            hit.append(rec)
-            for out in rec.produced:
-                tainted.add(out, rec)
+        per_task = rec.task_reads
+        if per_task is None or touched(rec.shared_reads):
+            if not touched(rec.reads):
+                continue
+        else:
+            picked = sorted(int(t) for t, r in per_task.items()
+                            if touched(r))
+            if not picked:
+                continue
+            if len(picked) < len(per_task):
+                rec = replace(rec, rerun_tasks=picked)
+        hit.append(rec)
+        for out in rec.produced:
+            tainted.add(out, rec)
     return hit
 
 
 def supersede(records: list[Recorded]) -> list[Recorded]:
-    """Drop records a later one in `records` re-ran."""
-    rerun = {sha for rec in records for sha in rec.norm.get("chain") or []}
-    return [r for r in records if r.sha not in rerun]
+    """Drop records a later one in `records` re-ran.  A re-run of some of
+    an array's tasks (``--failed-tasks``/``--tasks``) does not stand for
+    the whole array: the array stays, and the partial re-run is dropped
+    when the array it re-ran is resubmitted itself."""
+    shas = {r.sha for r in records}
+    rerun, partial = set(), set()
+    for rec in records:
+        chain = rec.norm.get("chain") or []
+        if rec.norm.get("array_override"):
+            if chain and chain[-1] in shas:
+                partial.add(rec.sha)
+        else:
+            rerun.update(chain)
+    return [r for r in records if r.sha not in rerun | partial]
 
 
 def data_flow_order(records: list[Recorded]) -> list[Recorded]:

@@ -19,7 +19,7 @@ import json
 from ..dataset.handle import DatasetHandle
 from .affected import PathIndex
 from .history import RUN, read_history, root_paths, sbatch_script
-from .tasks import is_pattern, produced_paths
+from .tasks import is_pattern, task_paths
 
 FORMATS = ("dot", "mermaid", "json")
 STYLE = {   # status -> (dot fill colour, mermaid class)
@@ -58,7 +58,7 @@ class Graph:
     def link(self, job: str, inputs, extra, script, outputs,
              record: dict) -> None:
         """`record` says the tasks per-task `outputs` were written for
-        (see tasks.produced_paths)."""
+        (see tasks.task_paths)."""
         for kind, paths in (("input", inputs), ("extra_input", extra),
                             ("script", [script] if script else [])):
             for p in paths:
@@ -67,7 +67,7 @@ class Graph:
             nid = self.file(p)
             self.edge(job, nid, "output")
             self.written += [(w, nid) for w in (
-                produced_paths([p], record) if is_pattern(p) else [p])]
+                task_paths([p], record) if is_pattern(p) else [p])]
 
     def as_dict(self) -> dict:
         jobs = [n for n in self.nodes.values() if n["type"] == "job"]

@@ -17,7 +17,7 @@ from functools import cached_property
 from ..dataset.git import git, rev_parse
 from ..slurm.argv import is_sbatch, script_index
 from .record import MARKER, RecordError, normalize_record, parse_message
-from .tasks import produced_paths
+from .tasks import is_pattern, recorded_task_ids, task_paths
 
 lgr = logging.getLogger("datalad.hpcdata.history")
 
@@ -43,6 +43,8 @@ class Recorded:
     extra_inputs: list[str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     script: str | None = None   # the sbatch script, root-relative
+    # an --affected-by walk found only these tasks of the array affected
+    rerun_tasks: list[int] | None = None
 
     @property
     def state(self) -> str:
@@ -55,15 +57,37 @@ class Recorded:
     @cached_property
     def produced(self) -> list[str]:
         """The outputs as the paths the job wrote (per-task patterns
-        ``%a``/``%A`` expanded for the recorded tasks): what later jobs
-        read and what data flow is matched against."""
-        return produced_paths(self.outputs, self.record)
+        ``%a``/``%A`` expanded for the recorded tasks, or `rerun_tasks`):
+        what later jobs read and what data flow is matched against."""
+        return task_paths(self.outputs, self.record, self.rerun_tasks)
+
+    @cached_property
+    def reads(self) -> list[str]:
+        """Everything the job read: inputs, extra inputs (per-task
+        patterns expanded like `produced`), its script."""
+        return task_paths(self.inputs + self.extra_inputs, self.record,
+                          self.rerun_tasks) + (
+            [self.script] if self.script else [])
 
     @property
-    def reads(self) -> list[str]:
-        """Everything the job read: inputs, extra inputs, its script."""
-        return self.inputs + self.extra_inputs + (
-            [self.script] if self.script else [])
+    def task_reads(self) -> dict[str, list[str]] | None:
+        """What each recorded task read of its own (the per-task input
+        patterns expanded), None when the job has no such input or the
+        record does not say its tasks."""
+        patterns = [p for p in self.inputs + self.extra_inputs
+                    if is_pattern(p)]
+        ids = recorded_task_ids(self.record) if patterns else None
+        if not ids:
+            return None
+        return {t: task_paths(patterns, self.record, [t]) for t in ids}
+
+    @property
+    def shared_reads(self) -> list[str]:
+        """What every task read: the inputs without a pattern, the
+        script."""
+        return [p for p in self.inputs + self.extra_inputs
+                if not is_pattern(p)] + ([self.script] if self.script
+                                         else [])
 
 
 def record_state(subject: str, record: dict, kind: str = SLURM) -> str:

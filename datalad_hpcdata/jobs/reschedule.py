@@ -21,7 +21,7 @@ from datalad.interface.results import get_status_dict
 
 from ..dataset.git import rev_parse
 from ..dataset.handle import DatasetHandle
-from ..slurm.argv import with_option
+from ..slurm.argv import format_array, with_option
 from .affected import AffectedError, PathIndex, changed_paths, check_paths
 from .affected import select as select_affected
 from .container import ContainerError
@@ -122,9 +122,18 @@ def reschedule(handle: DatasetHandle, revision: str = "HEAD",
     for rec in records:
         yield from _resubmit(handle, rec, call, res, message, with_failed,
                              assume_ready, alt_dir, no_alt_dir, jobs,
-                             array or rec.norm.get("array_override"))
+                             array or _affected_tasks(rec)
+                             or rec.norm.get("array_override"))
     if script is not None:
         yield from _write_script(call.script_lines, script)
+
+
+def _affected_tasks(rec: Recorded) -> str | None:
+    """The --array of an array only some of whose tasks a change affects
+    (with the recorded throttle)."""
+    if rec.rerun_tasks is None:
+        return None
+    return task_override(rec.record, False, format_array(rec.rerun_tasks))
 
 
 def _resubmit(handle: DatasetHandle, rec: Recorded, call: _Call, res: dict,
@@ -199,9 +208,11 @@ def _report(spec: JobSpec, rec: Recorded, res: dict) -> dict:
         status="ok", commit=rec.sha, rerun_action="slurm-schedule",
         slurm_run_info=rec.record, cmd=spec.cmd, inputs=spec.inputs,
         extra_inputs=spec.extra_inputs, outputs=spec.outputs, pwd=spec.pwd,
-        depends_on=deps, message=(
-            "would resubmit %s (job %s): %s\n  inputs: %s\n  outputs: %s"
-            "\n  waits for: %s", rec.sha[:10], rec.job_id, spec.cmd,
+        depends_on=deps, array=spec.array_override, message=(
+            "would resubmit %s (job %s%s): %s\n  inputs: %s\n  outputs: %s"
+            "\n  waits for: %s", rec.sha[:10], rec.job_id,
+            ", tasks %s" % spec.array_override if spec.array_override
+            else "", spec.cmd,
             ", ".join(spec.inputs + spec.extra_inputs) or "-",
             ", ".join(spec.outputs), waits or "nothing"), **res)
 

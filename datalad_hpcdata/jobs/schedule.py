@@ -46,7 +46,7 @@ from .signals import interruptible
 from .spec import JobSpec
 from .submissions import new_token
 from .submit import submit, why
-from .tasks import array_tasks, task_claims
+from .tasks import array_tasks, task_claims, task_inputs
 from .tasks import split as split_tasks
 
 __all__ = ["ScheduleError", "cluster_name", "plan", "schedule"]
@@ -190,6 +190,30 @@ def _flow(fn, *args):
         raise ScheduleError(str(e))
 
 
+def _tasks(handle: DatasetHandle, cmd, pwd_abs: str, rel_pwd: str, specs,
+           array: str | None):
+    """(the --array value, the task ids of per-task outputs, (inputs,
+    extra inputs) with per-task patterns expanded for the tasks).  Done
+    before anything is created: a pattern without an array is refused
+    with nothing changed."""
+    in_specs, extra_specs, out_specs = specs
+    patterns = split_tasks(out_specs)[0]
+    in_patterns = split_tasks(in_specs + extra_specs)[0]
+    if not (patterns or in_patterns or array):
+        return None, [], (in_specs, extra_specs)
+    array_spec = array or user_array(build_argv(
+        handle, cmd, pwd_abs,
+        expanded_for_command(handle, in_specs, rel_pwd, True,
+                             set(in_patterns)),
+        expanded_for_command(handle, out_specs, rel_pwd, False))[2], pwd_abs)
+    tasks = array_tasks(array_spec, patterns) if patterns else []
+    if not in_patterns:
+        return array_spec, tasks, (in_specs, extra_specs)
+    in_tasks = tasks or array_tasks(array_spec, in_patterns, "input")
+    return array_spec, tasks, (task_inputs(in_specs, in_tasks),
+                               task_inputs(extra_specs, in_tasks))
+
+
 def plan(handle: DatasetHandle, cmd, pwd_abs: str, inputs=None,
          extra_inputs=None, outputs=None, expand_opt: str | None = None,
          message: str | None = None, chain=None, alt_dir: str | None = None,
@@ -209,23 +233,19 @@ def plan(handle: DatasetHandle, cmd, pwd_abs: str, inputs=None,
         raise ScheduleError(
             "at least one -o/--output is required: slurm-finish commits only "
             "the declared outputs (and the job's Slurm logs)")
-    producers = _flow(dataflow.producers, handle, in_specs + extra_specs,
+    array_spec, tasks, reads = _tasks(handle, cmd, pwd_abs, rel_pwd,
+                                      (in_specs, extra_specs, out_specs),
+                                      array)
+    producers = _flow(dataflow.producers, handle, reads[0] + reads[1],
                       planned)
     produced = dataflow.produced_specs(producers)
-    check_inputs_exist(handle, [s for s in in_specs if s not in produced])
-    check_inputs_exist(handle, [s for s in extra_specs if s not in produced],
+    check_inputs_exist(handle, [s for s in reads[0] if s not in produced])
+    check_inputs_exist(handle, [s for s in reads[1] if s not in produced],
                        "extra input")
+    # {inputs} keeps a per-task pattern as given, like {outputs}
     inputs_cmd = expanded_for_command(handle, in_specs, rel_pwd, True,
-                                      produced)
+                                      produced | set(split_tasks(in_specs)[0]))
     outputs_cmd = expanded_for_command(handle, out_specs, rel_pwd, False)
-    patterns = split_tasks(out_specs)[0]
-    array_spec, tasks = None, []
-    if patterns or array:
-        # the array's task ids (before anything is created: a pattern
-        # without an array is refused with nothing changed)
-        array_spec = array or user_array(build_argv(
-            handle, cmd, pwd_abs, inputs_cmd, outputs_cmd)[2], pwd_abs)
-        tasks = array_tasks(array_spec, patterns) if patterns else []
     claims = check_outputs(handle, out_specs, tasks)
     # before _alt_root creates the directory
     _flow(dataflow.check_alt_root, alt_dir, producers)
@@ -260,7 +280,7 @@ def plan(handle: DatasetHandle, cmd, pwd_abs: str, inputs=None,
         cmd=cmd_str, cmd_expanded=expanded, argv=argv, pwd=rel_pwd,
         inputs=rec_inputs,
         extra_inputs=[relative_to_pwd(s, rel_pwd) for s in extra_specs],
-        outputs=rec_outputs, input_specs=in_specs + extra_specs,
+        outputs=rec_outputs, input_specs=reads[0] + reads[1],
         output_specs=out_specs, claims=claims, message=message,
         chain=list(chain or []), alt_dir=alt_dir or None, alt_root=alt_root,
         assume_ready=assume_ready, extension=extension_tag(),

@@ -56,20 +56,39 @@ def split(specs: list[str]) -> tuple[list[str], list[str]]:
             [s for s in specs if not is_pattern(s)])
 
 
-def array_tasks(array: str | None, patterns: list[str]) -> list[int]:
-    """The task ids the per-task outputs claim; ScheduleError if the job
-    is no array or its --array value cannot be read."""
+def array_tasks(array: str | None, patterns: list[str],
+                kind: str = "output") -> list[int]:
+    """The task ids of per-task outputs (or inputs, `kind`); ScheduleError
+    if the job is no array or its --array value cannot be read."""
     if not array:
         raise ScheduleError(
-            "output %s contains %%a/%%A (the array task id / array job id) "
+            "%s %s contains %%a/%%A (the array task id / array job id) "
             "but the job is not an array job: give --array on the sbatch "
-            "command line or in an #SBATCH line" % ", ".join(
-                repr(p) for p in patterns))
+            "command line or in an #SBATCH line" % (kind, ", ".join(
+                repr(p) for p in patterns)))
     try:
         tasks, _ = parse_array(array)
     except ValueError as e:
         raise ScheduleError("--array: %s" % e)
     return tasks
+
+
+def task_inputs(specs: list[str], tasks: list[int]) -> list[str]:
+    """Input specs with per-task patterns (``%a``) expanded for `tasks`:
+    what the job reads, to get, stage and look producers up for.
+    ScheduleError for ``%A`` (the array's id is not known before it is
+    submitted, so no task can read by it)."""
+    patterns, others = split(specs)
+    for p in patterns:
+        if any(m.group(3) == "A" for m in TASK_CODE.finditer(p)):
+            raise ScheduleError(
+                "input %r contains %%A, the array's job id, which is not "
+                "known before submission; use %%a (the task id)" % p)
+    out = list(others)
+    for t in tasks:
+        out += [e for e in (expand(p, t, None) for p in patterns)
+                if e not in out]
+    return out
 
 
 def task_claims(patterns: list[str], tasks: list[int]) -> list[str]:
@@ -112,18 +131,19 @@ def recorded_task_ids(record: dict) -> list[str] | None:
         return None
 
 
-def produced_paths(outputs: list[str], record: dict) -> list[str]:
-    """A recorded job's outputs as the paths it wrote: per-task patterns
-    expanded for the recorded tasks (``%A`` is the recorded job id); a
-    pattern whose tasks the record does not give stands for any task
-    (``*``, as a glob)."""
-    patterns, others = split(outputs)
+def task_paths(paths: list[str], record: dict, tasks=None) -> list[str]:
+    """A recorded job's paths as it read or wrote them: per-task patterns
+    expanded for `tasks` (default: the recorded ones; ``%A`` is the
+    recorded job id); a pattern whose tasks the record does not give
+    stands for any task (``*``, as a glob)."""
+    patterns, others = split(paths)
     if not patterns:
-        return list(outputs)
-    tasks = recorded_task_ids(record) or ["*"]
+        return list(paths)
+    ids = ([str(t) for t in tasks] if tasks is not None
+           else recorded_task_ids(record) or ["*"])
     master = record.get("slurm_job_id")
     master = str(master) if master is not None else None
-    return others + [expand(p, t, master) for t in tasks for p in patterns]
+    return others + [expand(p, t, master) for t in ids for p in patterns]
 
 
 @dataclass
