@@ -248,3 +248,15 @@ def test_a_partial_rerun_does_not_stand_for_the_array():
     whole = _array_rec(3, ["sims/run-%a.txt"], "1-3", chain=[sims.sha],
                        array_tasks=tasks)
     assert supersede([sims, whole]) == [whole]
+
+
+def test_graph_connects_per_task_inputs_to_their_producer():
+    from datalad_hpcdata.jobs.graph import Graph, _add_parts, _add_recorded
+    g = Graph()
+    _add_recorded(g, _rec(1, ["data"], ["params"]))
+    _add_recorded(g, _array_rec(2, ["sims/run-%a.txt"], "1-2",
+                                inputs=["params/p-%a"],
+                                array_tasks={"1": {}, "2": {}}))
+    _add_parts(g)
+    parts = [(e["from"], e["to"]) for e in g.edges if e["type"] == "part"]
+    assert parts == [("file:params", "file:params/p-%a")]

@@ -35,9 +35,10 @@ class Graph:
         self.nodes: dict[str, dict] = {}
         self.edges: list[dict] = []
         self._edge_keys: set = set()
-        # (path a job wrote, its output node): a per-task pattern's node
-        # stands for every task's path
+        # (path a job wrote or read, its file node): a per-task pattern's
+        # node stands for every task's path
         self.written: list[tuple[str, str]] = []
+        self.read: list[tuple[str, str]] = []
 
     def file(self, path: str) -> str:
         nid = "file:" + path
@@ -59,15 +60,19 @@ class Graph:
              record: dict) -> None:
         """`record` says the tasks per-task `outputs` were written for
         (see tasks.task_paths)."""
+        def paths_of(p):
+            return task_paths([p], record) if is_pattern(p) else [p]
+
         for kind, paths in (("input", inputs), ("extra_input", extra),
                             ("script", [script] if script else [])):
             for p in paths:
-                self.edge(self.file(p), job, kind)
+                nid = self.file(p)
+                self.edge(nid, job, kind)
+                self.read += [(r, nid) for r in paths_of(p)]
         for p in outputs:
             nid = self.file(p)
             self.edge(job, nid, "output")
-            self.written += [(w, nid) for w in (
-                task_paths([p], record) if is_pattern(p) else [p])]
+            self.written += [(w, nid) for w in paths_of(p)]
 
     def as_dict(self) -> dict:
         jobs = [n for n in self.nodes.values() if n["type"] == "job"]
@@ -138,13 +143,10 @@ def _add_parts(g: Graph) -> None:
         outputs.add(path, nid)
     if not outputs:
         return
-    for e in list(g.edges):
-        if e["type"] not in ("input", "extra_input", "script"):
-            continue
-        src = g.nodes[e["from"]]
-        for out in outputs.overlapping(src["path"]):
-            if out != e["from"]:
-                g.edge(out, e["from"], "part")
+    for path, nid in g.read:
+        for out in outputs.overlapping(path):
+            if out != nid:
+                g.edge(out, nid, "part")
 
 
 def build(handle: DatasetHandle, revision: str = "HEAD",
