@@ -69,7 +69,8 @@ def test_pairs_figures_ratio_and_verdict(files, tmp_path):
     assert bench_compare.main(
         ["--before", str(files["b1"]), str(files["b4"]),
          "--after", str(files["a2"]), str(files["a3"]),
-         "--out", str(out), "--name", "t", "--no-plot"]) == 0
+         "--out", str(out), "--name", "t", "--no-plot",
+         "--note", "a note for the header"]) == 0
     C = json.loads((out / "t.json").read_text())
     rows = {r["figure"]: r for r in C["figures"]}
     # only numeric timing/memory leaves present on both sides; counts,
@@ -111,6 +112,7 @@ def test_pairs_figures_ratio_and_verdict(files, tmp_path):
     assert "before: commit aaa; after: commit bbb" in md
     assert "| sizes/10/api/schedule_s | 1.05 s | 2.10 s | 2.00 |" in md
     assert "worse |" in md and "better |" in md
+    assert "\n* a note for the header\n" in md
 
 
 def test_verdict_edges():

@@ -192,6 +192,10 @@ def markdown(C: dict, name: str) -> str:
           "ranges overlap); otherwise *worse* (> 1) or *better* (< 1). "
           "Lower is better for every figure (times and memory)."
           % round(C["tolerance"] * 100), ""]
+    for note in C.get("notes") or []:
+        L += ["* " + note]
+    if C.get("notes"):
+        L.append("")
     counts = {}
     for row in C["figures"]:
         counts[row["verdict"]] = counts.get(row["verdict"], 0) + 1
@@ -245,7 +249,7 @@ def plot(C: dict, path: Path, name: str):
     ax.set_title(name)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -257,6 +261,8 @@ def main(argv=None):
     ap.add_argument("--name", default="compare")
     ap.add_argument("--tolerance", type=float, default=TOL)
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--note", action="append", default=[],
+                    help="a line for the md's header (repeatable)")
     args = ap.parse_args(argv)
 
     def read(files):
@@ -264,6 +270,7 @@ def main(argv=None):
 
     C = compare(read(args.before), read(args.after), args.tolerance)
     C["name"] = args.name
+    C["notes"] = args.note
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / (args.name + ".json")).write_text(json.dumps(C, indent=1) + "\n")
