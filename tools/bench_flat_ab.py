@@ -53,6 +53,10 @@ def main(argv=None):
     ap.add_argument("--singles", type=int, default=2)
     ap.add_argument("--cache", default="/dev/shm/flat-bench-cache")
     ap.add_argument("--out", default=str(HERE.parent / "docs" / "benchmarks"))
+    ap.add_argument("--keep-cache", action="store_true",
+                    help="keep the datasets of %s files and more on tmpfs "
+                    "after the run (removed by default: memory)"
+                    % format(fx.BIG, ","))
     args = ap.parse_args(argv)
     cache = Path(args.cache)
     ds = {n: fx.get_dataset(cache, n)[0] for n in SIZES}
@@ -95,6 +99,9 @@ def main(argv=None):
         for n in SIZES:
             shutil.rmtree(ds[n] / "out" / "ab", ignore_errors=True)
             fx.reset_dataset(ds[n])
+        if not args.keep_cache:
+            for p in fx.drop_big(cache, SIZES):
+                print("removed %s (tmpfs memory; --keep-cache keeps it)" % p)
     R["load_end"] = os.getloadavg()
     R["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
     for rec in R["sizes"].values():
