@@ -65,33 +65,37 @@ def records(proc) -> list[dict]:
     return out
 
 
-def store_rows(ds_path) -> list[tuple]:
-    """(row, status, job_id, pid) of every job, read without the package."""
-    db = find_git_dir(str(ds_path)) / "datalad-hpcdata" / "jobs.sqlite"
+def job_store(ds_path) -> Path:
+    """The job store's database file of the dataset at `ds_path`."""
+    return find_git_dir(str(ds_path)) / "datalad-hpcdata" / "jobs.sqlite"
+
+
+def _store_select(ds_path, sql: str) -> list[tuple]:
+    """The rows `sql` selects in the job store, read without the package
+    ([] while there is no job store)."""
+    db = job_store(ds_path)
     if not db.exists():
         return []
     con = sqlite3.connect(str(db))
     try:
-        return con.execute("SELECT row, status, job_id, pid FROM jobs "
-                           "ORDER BY row").fetchall()
+        return con.execute(sql).fetchall()
     finally:
         con.close()
+
+
+def store_rows(ds_path) -> list[tuple]:
+    """(row, status, job_id, pid) of every job, read without the package."""
+    return _store_select(ds_path, "SELECT row, status, job_id, pid FROM jobs "
+                         "ORDER BY row")
 
 
 def store_claims(ds_path) -> list[tuple]:
-    db = find_git_dir(str(ds_path)) / "datalad-hpcdata" / "jobs.sqlite"
-    if not db.exists():
-        return []
-    con = sqlite3.connect(str(db))
-    try:
-        return con.execute("SELECT c.path, j.status FROM claims c JOIN jobs "
-                           "j ON c.row = j.row ORDER BY c.path").fetchall()
-    finally:
-        con.close()
+    return _store_select(ds_path, "SELECT c.path, j.status FROM claims c "
+                         "JOIN jobs j ON c.row = j.row ORDER BY c.path")
 
 
 def store_integrity(ds_path) -> str:
-    db = find_git_dir(str(ds_path)) / "datalad-hpcdata" / "jobs.sqlite"
+    db = job_store(ds_path)
     con = sqlite3.connect(str(db))
     try:
         mode = con.execute("PRAGMA journal_mode").fetchone()[0]

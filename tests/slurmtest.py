@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from datalad_hpcdata.dataset.handle import DatasetHandle
+
 ACTIVE = "PD,R,CG,CF,S,RQ,RS,SO,ST,SI"
 USABLE = ("idle", "mixed", "allocated", "completing", "planned")
 CLUSTER_SH = Path(__file__).resolve().parents[1] / "tools" / "slurm-cluster.sh"
@@ -78,6 +80,10 @@ fi
 """
 
 
+# keyword arguments of a Python API call whose results a test inspects
+KW = dict(result_renderer="disabled", return_type="list", on_failure="ignore")
+
+
 def results(gen):
     return list(gen)
 
@@ -94,6 +100,16 @@ def text(res):
     if isinstance(msg, tuple):
         return msg[0] % tuple(msg[1:])
     return msg or ""
+
+
+def store_snapshot(ds):
+    """(row, status, job id) of every job in the job store, and its claims
+    (path, row), sorted: equal before and after a refused command."""
+    store = DatasetHandle(ds).store
+    rows = [(j.row, j.status, j.job_id) for j in store.jobs(
+        ("submitting", "open", "committed", "abandoned", "rejected"))]
+    claims = store.con.execute("SELECT path, row FROM claims").fetchall()
+    return rows, sorted(map(tuple, claims))
 
 
 def sh(*argv, timeout: float = 120, check: bool = True) -> str:

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import datalad.api as dl
 import pytest
-from slurmtest import one, text, wait_jobs
+from slurmtest import KW, one, text, wait_jobs
 
 from datalad_hpcdata.dataset.handle import DatasetHandle
 from datalad_hpcdata.jobs.record import parse_message
 
 pytestmark = pytest.mark.slurm
 
-KW = dict(result_renderer="disabled", return_type="list", on_failure="ignore")
 
 JOB = """#!/bin/sh
 # reads nested inputs, writes nested outputs, records where it ran

@@ -18,14 +18,13 @@ from pathlib import Path
 
 import datalad.api as dl
 import pytest
-from slurmtest import one, text, wait_jobs
+from slurmtest import KW, one, text, wait_jobs
 
 from datalad_hpcdata.dataset.handle import DatasetHandle
 from datalad_hpcdata.jobs.record import parse_message
 
 pytestmark = pytest.mark.slurm
 
-KW = dict(result_renderer="disabled", return_type="list", on_failure="ignore")
 # writes "task N" to its pattern ($1, %a/%A expanded), sleeps $2 s in task
 # $3, fails for the tasks in $FAIL_TASKS (comma list)
 TASK_SH = """#!/bin/sh

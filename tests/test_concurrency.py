@@ -28,14 +28,12 @@ from faultkit import (
     store_integrity,
     store_rows,
 )
-from slurmtest import one, wait_jobs
+from slurmtest import KW, one, wait_jobs
 
 from datalad_hpcdata.dataset import lock as lockmod
 from datalad_hpcdata.dataset.handle import DatasetHandle
 
 pytestmark = pytest.mark.slurm
-
-KW = dict(result_renderer="disabled", return_type="list", on_failure="ignore")
 
 
 def submit_many(ds, n, prefix="o"):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import datalad.api as dl
 import pytest
-from slurmtest import one, text, wait_jobs
+from slurmtest import KW, one, text, wait_jobs
 
 from datalad_hpcdata.dataset.handle import DatasetHandle
 from datalad_hpcdata.jobs.record import normalize_record, parse_message
@@ -27,7 +27,6 @@ from datalad_hpcdata.slurm.argv import LONG_FLAGS
 from datalad_hpcdata.slurm.argv import LONG_VALUE as LONG_VALUES
 from datalad_hpcdata.slurm.batch import BatchError, header, script_index
 
-KW = dict(result_renderer="disabled", return_type="list", on_failure="ignore")
 BUSYBOX = shutil.which("busybox")
 # the tested Charliecloud call format (docs/guides/containers.md)
 CH_FMT = ("ch-run -b {img_dspath}:/mnt/0 "

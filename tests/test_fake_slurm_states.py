@@ -27,9 +27,7 @@ from pathlib import Path
 
 import datalad.api as dl
 import pytest
-from slurmtest import one, text
-
-KW = dict(result_renderer="disabled", return_type="list", on_failure="ignore")
+from slurmtest import KW, one, text
 
 SHIM = r'''#!/usr/bin/env python3
 import json, os, sys

@@ -35,13 +35,12 @@ from faultkit import (
     store_rows,
     text,
 )
-from slurmtest import JOB_SH, one, wait_jobs
+from slurmtest import JOB_SH, KW, one, wait_jobs
 
 from datalad_hpcdata.jobs import submit as submit_mod
 
 pytestmark = pytest.mark.slurm
 
-KW = dict(result_renderer="disabled", return_type="list", on_failure="ignore")
 CMD = ["sbatch", "--wrap", "cat data/in.txt > p.dat; echo ok >> p.dat"]
 
 

@@ -12,11 +12,9 @@ import subprocess
 
 import datalad.api as dl
 import pytest
-from slurmtest import cluster_layout, one
+from slurmtest import KW, cluster_layout, one
 
 pytestmark = pytest.mark.slurm
-
-KW = dict(result_renderer="disabled", return_type="list", on_failure="ignore")
 
 
 def git(ds, *args):

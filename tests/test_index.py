@@ -24,12 +24,11 @@ from pathlib import Path
 
 import datalad.api as dl
 import pytest
+from slurmtest import KW
 
 from datalad_hpcdata.dataset import git as gitmod
 from datalad_hpcdata.dataset import gitindex, scratch
 from datalad_hpcdata.jobs.commit import JobCommit, build_commits
-
-KW = dict(result_renderer="disabled", return_type="list", on_failure="ignore")
 
 
 def git(path, *args, check=True, **kw):

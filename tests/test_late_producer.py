@@ -10,13 +10,12 @@ from pathlib import Path
 
 import datalad.api as dl
 import pytest
-from slurmtest import one, wait_jobs
+from slurmtest import KW, one, wait_jobs
 
 from datalad_hpcdata.dataset.handle import DatasetHandle
 from datalad_hpcdata.jobs.schedule import plan, schedule
 
 pytestmark = pytest.mark.slurm
-KW = dict(result_renderer="disabled", return_type="list", on_failure="ignore")
 
 
 def git(ds, *args) -> str:

@@ -28,14 +28,13 @@ from faultkit import (
     store_rows,
     wait_cluster,
 )
-from slurmtest import one, text, wait_jobs
+from slurmtest import KW, one, text, wait_jobs
 
 from datalad_hpcdata.dataset.handle import DatasetHandle
 from datalad_hpcdata.jobs.cluster import cluster_name
 
 pytestmark = pytest.mark.slurm
 
-KW = dict(result_renderer="disabled", return_type="list", on_failure="ignore")
 # the cluster the suite runs on (tools/test.sh exports its SLURM_CONF)
 SLURM_CONF = Path(os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf"))
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import datalad.api as dl
 import pytest
-from slurmtest import one, text, wait_jobs
+from slurmtest import KW, one, store_snapshot, text, wait_jobs
 
 from datalad_hpcdata.dataset.handle import DatasetHandle
 from datalad_hpcdata.jobs.cluster import cluster_name
@@ -19,7 +19,6 @@ from datalad_hpcdata.jobs.record import parse_message
 
 pytestmark = pytest.mark.slurm
 
-KW = dict(result_renderer="disabled", return_type="list", on_failure="ignore")
 
 MERGE_SH = """#!/bin/sh
 # merge.sh OUT IN...: OUT = the inputs (files, or the files of directories)
@@ -108,12 +107,15 @@ def finish_until(ds, jobs, timeout=60.0, **kw):
         time.sleep(0.5)
 
 
-def store_rows(ds):
-    store = DatasetHandle(ds).store
-    rows = [(j.row, j.status, j.job_id) for j in store.jobs(
-        ("submitting", "open", "committed", "abandoned", "rejected"))]
-    claims = store.con.execute("SELECT path, row FROM claims").fetchall()
-    return rows, sorted(map(tuple, claims))
+def finish_producer_consumer(ds, a, b):
+    """Wait for producer `a` (writes "new" to mid.txt) and its consumer `b`
+    (code/job.sh final.txt mid.txt); one finish commits both, producer
+    first, and final.txt is what `b` made of the new mid.txt."""
+    wait_jobs([a, b])
+    res = finish(ds)
+    assert [r["slurm_job_id"] for r in res if r["status"] == "ok"] == [a, b]
+    assert Path(ds.path, "final.txt").read_text() == \
+        "new\njob %s arg final.txt\n" % b
 
 
 @pytest.fixture
@@ -187,7 +189,7 @@ def test_three_stage_pipeline_in_one_go(slurm, pipe):
     assert model.startswith("input data\nb\njob %s" % c["slurm_job_id"])
     assert Path(ds.path, "eval/score.txt").read_text().startswith(model)
     assert git(ds, "status", "--porcelain") == ""
-    assert store_rows(ds)[1] == []
+    assert store_snapshot(ds)[1] == []
 
 
 def test_consumer_reads_the_producers_new_content(slurm, pipe):
@@ -202,12 +204,7 @@ def test_consumer_reads_the_producers_new_content(slurm, pipe):
     b = submitted(schedule(ds, "sbatch code/job.sh {outputs} {inputs}",
                            inputs=["mid.txt"], outputs=["final.txt"]))
     assert b["depends_on"][0]["slurm_job_id"] == a
-    wait_jobs([a, b["slurm_job_id"]])
-    res = finish(ds)
-    assert [r["slurm_job_id"] for r in res if r["status"] == "ok"] == [
-        a, b["slurm_job_id"]]
-    assert Path(ds.path, "final.txt").read_text() == \
-        "new\njob %s arg final.txt\n" % b["slurm_job_id"]
+    finish_producer_consumer(ds, a, b["slurm_job_id"])
     jobs = by_job(records(ds, base))
     assert jobs[b["slurm_job_id"]][1]["depends_on"][0]["commit"] == \
         jobs[a][0]
@@ -242,7 +239,7 @@ def test_failed_producer_blocks_consumers_then_closed(slurm, pipe):
                           "-o", "State"], capture_output=True,
                          text=True).stdout.splitlines()
     assert acc and all(s.startswith("CANCELLED") for s in acc), acc
-    rows, claims = store_rows(ds)
+    rows, claims = store_snapshot(ds)
     assert [s for _, s, _ in rows] == ["abandoned"] * 3 and claims == []
     assert git(ds, "rev-parse", "HEAD") == head
     assert one(finish(ds), status="notneeded")
@@ -301,7 +298,7 @@ def test_producer_unknown_to_slurm_blocks_its_consumer(slurm, pipe):
     assert text(one(res, slurm_job_id=b["slurm_job_id"])).startswith(
         "closed job %s: blocked" % b["slurm_job_id"])
     assert git(ds, "rev-parse", "HEAD") == head
-    assert store_rows(ds)[1] == []
+    assert store_snapshot(ds)[1] == []
 
 
 def test_users_own_dependency_is_kept(slurm, pipe):
@@ -337,13 +334,13 @@ def test_users_own_dependency_is_kept(slurm, pipe):
         rec = DatasetHandle(ds).store.find(c["slurm_job_id"])[-1].spec
         assert rec["cmd"] == "sbatch code/dep.sh {outputs} {inputs}"
         # an any-of dependency cannot be combined: refused, nothing sent
-        before = store_rows(ds)
+        before = store_snapshot(ds)
         r = one(schedule(ds, "sbatch -d afterany:%s?afterok:%s code/job.sh "
                          "d.txt p.txt" % (x, p), inputs=["p.txt"],
                          outputs=["d.txt"]), action="slurm-schedule")
         assert r["status"] == "impossible"
         assert "'?'" in r["message"] and "command line" in r["message"]
-        assert store_rows(ds) == before
+        assert store_snapshot(ds) == before
     finally:
         subprocess.run(["scancel", x] + ours)
 
@@ -384,7 +381,7 @@ def test_alt_dir_pipeline_shares_the_staging_dir(slurm, pipe, tmp_path):
     # B did not stage the old mid.txt over what A will write
     assert not (alt / "mid.txt").exists()
     assert b["depends_on"][0]["slurm_job_id"] == a
-    before = store_rows(ds)
+    before = store_snapshot(ds)
     for kw, where in ((dict(), "in the dataset"),
                       (dict(alt_dir=str(tmp_path / "other")),
                        "in the alt-dir %s" % (tmp_path / "other"))):
@@ -395,15 +392,10 @@ def test_alt_dir_pipeline_shares_the_staging_dir(slurm, pipe, tmp_path):
         assert "same staging directory" in r["message"]
         assert "this job would run %s" % where in r["message"]
         assert "schedule it with --alt-dir %s" % alt in r["message"]
-    assert store_rows(ds) == before
+    assert store_snapshot(ds) == before
     assert not (tmp_path / "other").exists()
     release(a)
-    wait_jobs([a, b["slurm_job_id"]])
-    res = finish(ds)
-    assert [r["slurm_job_id"] for r in res if r["status"] == "ok"] == [
-        a, b["slurm_job_id"]]
-    assert Path(ds.path, "final.txt").read_text() == \
-        "new\njob %s arg final.txt\n" % b["slurm_job_id"]
+    finish_producer_consumer(ds, a, b["slurm_job_id"])
     assert Path(ds.path, "mid.txt").read_text() == "new\n"
     assert not (alt / "mid.txt").exists()
 
@@ -413,7 +405,7 @@ def test_refuse_mode_bad_config_and_non_sbatch(slurm, pipe):
     p = jid(schedule(ds, "sbatch --hold code/job.sh p.txt",
                      outputs=["p.txt"]))
     try:
-        before = store_rows(ds)
+        before = store_snapshot(ds)
         cases = [
             ("refuse", "sbatch code/job.sh {outputs} {inputs}",
              ["is written by job %s" % p, "dependencies=refuse"]),
@@ -430,7 +422,7 @@ def test_refuse_mode_bad_config_and_non_sbatch(slurm, pipe):
             assert r["status"] == "impossible", (mode, r)
             for w in words:
                 assert w in r["message"], (mode, r["message"])
-            assert store_rows(ds) == before
+            assert store_snapshot(ds) == before
     finally:
         subprocess.run(["scancel", p])
 
@@ -573,11 +565,11 @@ def test_affected_by_bad_input(slurm, pipe, case, tmp_path):
         "empty-commit": (dict(affected_by_commit=base),
                          "no recorded job"),
     }[case]
-    before = store_rows(ds), git(ds, "rev-parse", "HEAD")
+    before = store_snapshot(ds), git(ds, "rev-parse", "HEAD")
     res = dl.slurm_reschedule(dataset=ds, **dict(KW, **kw))
     r = one(res, action="slurm-reschedule")
     assert r["status"] == "impossible" and words in r["message"], r
-    assert (store_rows(ds), git(ds, "rev-parse", "HEAD")) == before
+    assert (store_snapshot(ds), git(ds, "rev-parse", "HEAD")) == before
     # also without --affected-by: a range without records says so
     if case == "no-records-since":
         r = one(dl.slurm_reschedule(dataset=ds, since="HEAD", **KW),

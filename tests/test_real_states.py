@@ -24,6 +24,7 @@ from pathlib import Path
 import datalad.api as dl
 import pytest
 from slurmtest import (
+    KW,
     cluster_sh,
     controller_job,
     expand_nodes,
@@ -39,8 +40,6 @@ from datalad_hpcdata.dataset.handle import DatasetHandle
 from datalad_hpcdata.jobs.record import parse_message
 
 pytestmark = pytest.mark.slurm
-
-KW = dict(result_renderer="disabled", return_type="list", on_failure="ignore")
 
 
 def schedule(ds, cmd, out):

@@ -8,13 +8,12 @@ from pathlib import Path
 
 import datalad.api as dl
 import pytest
-from slurmtest import one, wait_jobs
+from slurmtest import KW, one, wait_jobs
 
 from datalad_hpcdata.dataset.git import GitError, git
 from datalad_hpcdata.runner import CommandError, run
 from datalad_hpcdata.slurm import SlurmError
 
-KW = dict(result_renderer="disabled", return_type="list", on_failure="ignore")
 ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$")
 
 

@@ -31,12 +31,11 @@ from pathlib import Path
 import datalad.api as dl
 import pytest
 from private_slurm import PrivateController
-from slurmtest import one, text, wait_jobs
+from slurmtest import KW, one, text, wait_jobs
 
 from datalad_hpcdata.dataset.handle import DatasetHandle
 from datalad_hpcdata.slurm import cli
 
-KW = dict(result_renderer="disabled", return_type="list", on_failure="ignore")
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
 

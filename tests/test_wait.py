@@ -16,7 +16,7 @@ from pathlib import Path
 
 import datalad.api as dl
 import pytest
-from slurmtest import one, text
+from slurmtest import KW, one, text
 
 from datalad_hpcdata.dataset.handle import DatasetHandle
 from datalad_hpcdata.jobs.wait import Backoff, poll_interval, wait
@@ -25,7 +25,6 @@ from datalad_hpcdata.slurm.states import ACTIVE
 
 pytestmark = pytest.mark.slurm
 
-KW = dict(result_renderer="disabled", return_type="list", on_failure="ignore")
 FAST = "datalad.hpcdata.poll-interval=0.3:1"
 SLEEP_SH = """#!/bin/sh
 sleep "$1"

@@ -10,14 +10,12 @@ from pathlib import Path
 
 import datalad.api as dl
 import pytest
-from slurmtest import one, wait_jobs
+from slurmtest import KW, one, store_snapshot, wait_jobs
 
 from datalad_hpcdata.dataset.handle import DatasetHandle
 from datalad_hpcdata.jobs.record import parse_message
 
 pytestmark = pytest.mark.slurm
-
-KW = dict(result_renderer="disabled", return_type="list", on_failure="ignore")
 
 
 def schedule(ds, cmd, **kw):
@@ -54,14 +52,6 @@ def head_record(ds, rev="HEAD"):
     parsed = parse_message(msg)
     assert parsed, msg
     return msg, parsed[1]
-
-
-def store_snapshot(ds):
-    store = DatasetHandle(ds).store
-    rows = [(j.row, j.status, j.job_id) for j in store.jobs(
-        ("submitting", "open", "committed", "abandoned", "rejected"))]
-    claims = store.con.execute("SELECT path, row FROM claims").fetchall()
-    return rows, sorted(map(tuple, claims))
 
 
 def test_schedule_finish_commit_full_record(slurm, dataset):

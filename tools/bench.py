@@ -601,6 +601,20 @@ def floor_sacct(ids, reps: int):
 
 # ------------------------------------------------------------------ phases
 
+def one_job(v, what):
+    """Schedule one job of variant `v`, wait for it, finish it: (schedule
+    seconds, finish seconds, finish peak RSS); an error unless that finish
+    committed exactly one job (`what` names the step in it)."""
+    dt, jid, _ = v.schedule(v.next_out(v.name[0]))
+    SUBMITTED.add(jid)
+    wait_done([jid])
+    dt_finish, rss, n = v.finish()
+    if n != 1:
+        raise RuntimeError("%s %s finish committed %s" % (v.name, what, n))
+    SUBMITTED.discard(jid)
+    return dt, dt_finish, rss
+
+
 def measure_variant(v, rounds, batch, singles, res, first=False):
     """schedule K jobs (each timed), wait, list the K open jobs (timed), ONE
     finish (timed); repeat.  Then `singles` times: schedule 1, wait, finish.
@@ -611,14 +625,7 @@ def measure_variant(v, rounds, batch, singles, res, first=False):
     sched, sched_rss, fin_many, fin_rss, fin_single = [], [], [], [], []
     listing = []
     if first:
-        dt, jid, _ = v.schedule(v.next_out(v.name[0]))
-        SUBMITTED.add(jid)
-        wait_done([jid])
-        dt, _, n = v.finish()
-        if n != 1:
-            raise RuntimeError("%s first finish committed %s" % (v.name, n))
-        SUBMITTED.discard(jid)
-        res["first_finish_s"] = dt
+        _, res["first_finish_s"], _ = one_job(v, "first")
     else:
         v.finish()      # warm-up (imports, bytecode cache); nothing open
     for r in range(rounds):
@@ -645,17 +652,11 @@ def measure_variant(v, rounds, batch, singles, res, first=False):
         if rss:
             fin_rss.append(rss)
     for _ in range(singles):
-        dt, jid, rss = v.schedule(v.next_out(v.name[0]))
-        SUBMITTED.add(jid)
+        dt, dt_finish, rss = one_job(v, "single")
         sched.append(dt)
-        wait_done([jid])
-        dt, rss2, n = v.finish()
-        if n != 1:
-            raise RuntimeError("%s single finish committed %s" % (v.name, n))
-        SUBMITTED.discard(jid)
-        fin_single.append(dt)
-        if rss2:
-            fin_rss.append(rss2)
+        fin_single.append(dt_finish)
+        if rss:
+            fin_rss.append(rss)
     res["schedule_s"] = summary(sched)
     res["finish_many_per_job_s"] = summary(fin_many)
     res["finish_many_batch"] = batch

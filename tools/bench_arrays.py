@@ -83,15 +83,21 @@ def _finish_until_done(c, ds, env, jid, deadline_s=300.0):
         time.sleep(2)
 
 
+def _dataset_with_script(c, ds: Path, name: str, script: str) -> None:
+    """A new dataset `ds` with the executable code/`name`.sh saved in it
+    (commit message: `name`)."""
+    c.make_dataset(ds)
+    (ds / "code" / (name + ".sh")).write_text(script)
+    (ds / "code" / (name + ".sh")).chmod(0o755)
+    c.sh([c.DATALAD, "save", "-m", name], cwd=ds, env=c.env_for(),
+         check=True)
+
+
 def bench_array(c, tmp: Path, cfg: dict) -> dict:
     n, nfail = cfg["array"], cfg["array_failed"]
     failed = sorted({(i * 97 + 13) % n for i in range(nfail)})
     ds = tmp / "array" / "ds"
-    c.make_dataset(ds)
-    (ds / "code" / "task.sh").write_text(TASK_SH)
-    (ds / "code" / "task.sh").chmod(0o755)
-    c.sh([c.DATALAD, "save", "-m", "task"], cwd=ds, env=c.env_for(),
-         check=True)
+    _dataset_with_script(c, ds, "task", TASK_SH)
     env = dict(c.env_for(), FAIL_TASKS=",".join(map(str, failed)))
     array = "--array=0-%d" % (n - 1)
     # bare sbatch of the same array (held, cancelled: submission only)
@@ -162,11 +168,7 @@ def bench_altdir(c, tmp: Path, cfg: dict) -> dict:
     size = cfg["altdir_bytes"]
     ds = tmp / "altdir" / "ds"
     alt = tmp / "altdir" / "alt"
-    c.make_dataset(ds)
-    (ds / "code" / "big.sh").write_text(BIG_SH)
-    (ds / "code" / "big.sh").chmod(0o755)
-    c.sh([c.DATALAD, "save", "-m", "big"], cwd=ds, env=c.env_for(),
-         check=True)
+    _dataset_with_script(c, ds, "big", BIG_SH)
     env = c.env_for()
     backend = c.sh(["git", "check-attr", "annex.backend", "--", "out/big.bin"],
                    cwd=ds).stdout.rsplit(":", 1)[-1].strip()

@@ -29,6 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import remote_peak
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 KEY, SECRET = "bench-key", "bench-secret"
@@ -231,21 +233,12 @@ def serve_zenodo(path: str, record: str, md5: str) -> None:
     server.serve_forever()
 
 
-# VmHWM: the peak of this program's own memory (ru_maxrss would include
-# git-annex's pages of the fork before the exec)
+# the remote, run by tools/remote_peak.py (which imports only os and sys)
 REMOTE_WRAPPER = '''#!%(python)s
-import os, sys
-sys.path.insert(0, %(repo)r)
-from datalad_hpcdata.remote.main import main
-try:
-    main()
-finally:
-    with open("/proc/self/status") as status:
-        peak = next(int(line.split()[1]) * 1024 for line in status
-                    if line.startswith("VmHWM:"))
-    cpu = sum(os.times()[:2])
-    with open(os.path.join(%(rss)r, str(os.getpid())), "w") as handle:
-        handle.write("%%d %%.3f" %% (peak, cpu))
+import sys
+sys.path.insert(0, %(tools)r)
+import remote_peak
+remote_peak.run(%(rss)r)
 '''
 
 
@@ -255,7 +248,7 @@ def remote_wrapper(bindir: Path, rssdir: Path) -> None:
     rssdir.mkdir(parents=True, exist_ok=True)
     program = bindir / "git-annex-remote-hpcdata"
     program.write_text(REMOTE_WRAPPER % {"python": sys.executable,
-                                         "repo": str(REPO),
+                                         "tools": str(HERE),
                                          "rss": str(rssdir)})
     program.chmod(0o755)
 
@@ -265,9 +258,9 @@ def take_rss(rssdir: Path) -> tuple[int | None, float | None, int]:
     processes that ended since the last call."""
     peaks, cpu = [], 0.0
     for entry in rssdir.iterdir():
-        peak, seconds = (entry.read_text() or "0 0").split()
-        peaks.append(int(peak))
-        cpu += float(seconds)
+        peak, seconds = remote_peak.read(entry)
+        peaks.append(peak)
+        cpu += seconds
         entry.unlink()
     return (max(peaks) if peaks else None, cpu if peaks else None,
             len(peaks))
@@ -368,10 +361,11 @@ def make_repo(path: Path, env: dict[str, str], allowed: str) -> Path:
     return path
 
 
-def write_random(path: Path, size: int) -> None:
+def write_random(path, size: int, chunk: int = 64 * MIB) -> None:
+    """`size` random bytes into `path`, `chunk` bytes at a time."""
     with open(path, "wb") as handle:
         left = size
         while left:
-            n = min(left, 64 * MIB)
+            n = min(left, chunk)
             handle.write(os.urandom(n))
             left -= n

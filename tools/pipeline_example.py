@@ -14,13 +14,13 @@ the PNG in the docs (docs/pipelines-campaign.png) comes from this script.
 
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
+
+import docs_example
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "pipelines.md"
@@ -57,33 +57,17 @@ def run_example(workdir: Path, doc: Path = DOC, echo: bool = False,
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dir", help="run here (kept); default: a temporary "
-                    "directory, removed afterwards")
-    ap.add_argument("--no-copy", action="store_true",
-                    help="do not copy the rendered graph to docs/")
-    args = ap.parse_args()
-    work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(
-        prefix="hpcdata-pipeline-"))
-    work.mkdir(parents=True, exist_ok=True)
-    try:
-        run_example(work, echo=True)
-        if not args.no_copy:
-            shutil.copyfile(work / DATASET / "campaign.png", PNG)
-            print("copied the graph to %s" % PNG)
-    finally:
-        if not args.dir:
-            rmtree(work)
+    return docs_example.main(__doc__, "hpcdata-pipeline-",
+                             "the rendered graph", run_and_copy)
+
+
+def run_and_copy(args, work: Path) -> int:
+    """Run the page in `work`; copy its graph to docs/ unless --no-copy."""
+    run_example(work, echo=True)
+    if not args.no_copy:
+        shutil.copyfile(work / DATASET / "campaign.png", PNG)
+        print("copied the graph to %s" % PNG)
     return 0
-
-
-def rmtree(path: Path) -> None:
-    """Remove a tree holding read-only annex objects."""
-    def writable(func, p, _):
-        Path(p).parent.chmod(0o755)
-        Path(p).chmod(0o755)
-        func(p)
-    shutil.rmtree(path, onerror=writable)
 
 
 if __name__ == "__main__":

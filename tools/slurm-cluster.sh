@@ -360,6 +360,28 @@ put_file() {
     return 0
 }
 
+# the plugin, accounting and scheduler lines both layouts' slurm.conf share:
+# plugins_conf ACCOUNTING_TYPE ACCOUNTING_HOST [COMMENT on the gather rate]
+plugins_conf() {
+    cat <<EOF
+MpiDefault=none
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobCompType=jobcomp/none
+AccountingStorageType=$1
+AccountingStorageHost=$2
+AccountingStoragePort=6819
+JobAcctGatherType=jobacct_gather/linux
+${3:+$3
+}JobAcctGatherFrequency=task=1
+SchedulerType=sched/backfill
+SchedulerParameters=batch_sched_delay=0
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SlurmdParameters=config_overrides
+EOF
+}
+
 # slurm.conf of the default single-node cluster (unchanged since 0.1.0)
 local_conf() {
     local host probe node mem acct_type=$1
@@ -380,21 +402,9 @@ AuthType=auth/munge
 CryptoType=crypto/munge
 # bind daemons to the address of the host name (127.0.0.1), not to all interfaces
 CommunicationParameters=NoCtldInAddrAny,NoInAddrAny
-MpiDefault=none
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobCompType=jobcomp/none
-AccountingStorageType=$acct_type
-AccountingStorageHost=localhost
-AccountingStoragePort=6819
-JobAcctGatherType=jobacct_gather/linux
-# sample every second: with the default 30 s short test jobs never get MaxRSS
-JobAcctGatherFrequency=task=1
-SchedulerType=sched/backfill
-SchedulerParameters=batch_sched_delay=0
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SlurmdParameters=config_overrides
+EOF
+    plugins_conf "$acct_type" localhost "# sample every second: with the default 30 s short test jobs never get MaxRSS"
+    cat <<EOF
 ReturnToService=2
 MaxJobCount=$MAXJOBCOUNT
 MinJobAge=$MINJOBAGE
@@ -428,20 +438,9 @@ AuthType=auth/munge
 CryptoType=crypto/munge
 # every daemon runs in its own network namespace on a private bridge, so
 # binding to any address there reaches only that bridge
-MpiDefault=none
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-JobCompType=jobcomp/none
-AccountingStorageType=$acct_type
-AccountingStorageHost=$CTL_ADDR
-AccountingStoragePort=6819
-JobAcctGatherType=jobacct_gather/linux
-JobAcctGatherFrequency=task=1
-SchedulerType=sched/backfill
-SchedulerParameters=batch_sched_delay=0
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
-SlurmdParameters=config_overrides
+EOF
+    plugins_conf "$acct_type" "$CTL_ADDR"
+    cat <<EOF
 # real failure states on demand: a node whose slurmd stops answering is
 # DOWN within ~SlurmdTimeout seconds and its jobs end NODE_FAIL; a node
 # that registers again returns to service by itself

@@ -19,12 +19,12 @@ the page shows one real run.
 
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 import sys
-import tempfile
 from pathlib import Path
+
+import docs_example
 
 REPO = Path(__file__).resolve().parent.parent
 PAGE = REPO / "docs" / "tutorial.md"
@@ -83,47 +83,34 @@ def updated(text: str, result) -> str:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--dir", help="run here (kept); default: a temporary "
-                    "directory, removed afterwards")
-    ap.add_argument("--no-copy", action="store_true",
-                    help="do not copy the graphs to docs/")
-    ap.add_argument("--update", action="store_true",
-                    help="write this run's outputs into the page")
-    args = ap.parse_args()
-    work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(
-        prefix="hpcdata-tutorial-"))
-    work.mkdir(parents=True, exist_ok=True)
-    try:
-        result = run(work)
-        for n, (_block, cmd, expected) in enumerate(result.steps):
-            if expected is not None:
-                print("$ " + cmd)
-                print(result.outputs.get(n, ""), end="")
-        if not args.no_copy:
-            for made, shown in GRAPHS.items():
-                shutil.copyfile(work / made, REPO / "docs" / shown)
-                print("copied %s to docs/%s" % (made, shown))
-        if args.update:
-            PAGE.write_text(updated(PAGE.read_text(), result))
-            print("updated %s" % PAGE)
-            return 0
-        diff = harness().differences(result)
-        for d in diff:
-            print("\n" + d, file=sys.stderr)
-        return 1 if diff else 0
-    finally:
-        if not args.dir:
-            rmtree(work)
+    return docs_example.main(
+        __doc__, "hpcdata-tutorial-", "the graphs", run_and_report,
+        options=(("--update", dict(
+            action="store_true",
+            help="write this run's outputs into the page")),))
 
 
-def rmtree(path: Path) -> None:
-    """Remove a tree holding read-only annex objects."""
-    def writable(func, p, _):
-        Path(p).parent.chmod(0o755)
-        Path(p).chmod(0o755)
-        func(p)
-    shutil.rmtree(path, onerror=writable)
+def run_and_report(args, work: Path) -> int:
+    """Run the page in `work`, print its outputs, copy the graphs (unless
+    --no-copy); write the outputs into the page (--update) or list the
+    differences from it (exit status 1 if any)."""
+    result = run(work)
+    for n, (_block, cmd, expected) in enumerate(result.steps):
+        if expected is not None:
+            print("$ " + cmd)
+            print(result.outputs.get(n, ""), end="")
+    if not args.no_copy:
+        for made, shown in GRAPHS.items():
+            shutil.copyfile(work / made, REPO / "docs" / shown)
+            print("copied %s to docs/%s" % (made, shown))
+    if args.update:
+        PAGE.write_text(updated(PAGE.read_text(), result))
+        print("updated %s" % PAGE)
+        return 0
+    diff = harness().differences(result)
+    for d in diff:
+        print("\n" + d, file=sys.stderr)
+    return 1 if diff else 0
 
 
 if __name__ == "__main__":

@@ -147,6 +147,23 @@ def start_copy(repo):
                             text=True, start_new_session=True)
 
 
+def interrupt_copy(repo, client, bucket, key, parts, signum):
+    """Start ``git annex copy``, wait until `parts` parts of `key` are
+    stored, send `signum` to its process group and wait for it to end;
+    return the process and the remote's pid (killed if it did not end)."""
+    proc = start_copy(repo)
+    try:
+        remote = remote_of(proc)
+        wait_for_parts(client, bucket, key, parts)
+        os.killpg(proc.pid, signum)
+        proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    return proc, remote
+
+
 def part_puts(proxy):
     return [r for r in proxy.requests if r[0].startswith("PUT") and "partNumber=" in r[0]]
 
@@ -157,16 +174,7 @@ def test_killed_upload_is_resumed_by_the_next_copy(make_repo, seaweed_s3, proxy,
     repo = store_repo(make_repo, proxy, shm_dir, bucket)
     key = add_file(repo, "f.bin", 40 * MIB)  # 8 parts of 5 MiB
     proxy.rate = 2 * MIB  # bytes per second per connection
-    proc = start_copy(repo)
-    try:
-        remote = remote_of(proc)
-        wait_for_parts(client, bucket, key, 2)
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
+    proc, remote = interrupt_copy(repo, client, bucket, key, 2, signal.SIGKILL)
     assert proc.returncode != 0
     assert gone(remote)
     left = [u for u in uploads(client, bucket) if u["Key"] == key]
@@ -192,16 +200,7 @@ def test_interrupted_upload_aborts_its_parts(make_repo, seaweed_s3, proxy, shm_d
     repo = store_repo(make_repo, proxy, shm_dir, bucket)
     key = add_file(repo, "f.bin", 40 * MIB)
     proxy.rate = 2 * MIB
-    proc = start_copy(repo)
-    try:
-        remote = remote_of(proc)
-        wait_for_parts(client, bucket, key, 1)
-        os.killpg(proc.pid, signum)
-        proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
+    proc, remote = interrupt_copy(repo, client, bucket, key, 1, signum)
     assert proc.returncode != 0
     assert gone(remote)  # after cleaning up
     assert uploads(client, bucket) == []  # aborted by the remote itself

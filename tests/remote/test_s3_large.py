@@ -12,29 +12,26 @@ Files live on tmpfs (``shm_dir``) and are removed afterwards.
 """
 
 import os
+import sys
 import uuid
 
 import pytest
 from conftest import S3_KEY, S3_SECRET, requires_annex, wrapper_program
 from servers.tcp_proxy import FaultProxy
 
+TOOLS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools")
+sys.path.insert(0, TOOLS)
+
+import remote_peak  # noqa: E402
+from bench_remote_env import write_random  # noqa: E402
+
 pytestmark = requires_annex
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 MIB = 1 << 20
 
 
 def _bucket():
     return "big-" + uuid.uuid4().hex[:12]
-
-
-def write_random(path, size):
-    with open(path, "wb") as handle:
-        left = size
-        while left:
-            n = min(left, 16 * MIB)
-            handle.write(os.urandom(n))
-            left -= n
 
 
 def store_repo(make_repo, endpoint, bucket, base=None, *extra):
@@ -55,7 +52,7 @@ def test_200mib_round_trip_default_settings(make_repo, seaweed_s3, shm_dir):
     repo = store_repo(make_repo, seaweed_s3["endpoint"], bucket, shm_dir)
     rss_dir = shm_dir / "rss"
     rss_dir.mkdir()
-    wrapper_program(shm_dir / "bin", os.path.join(HERE, "servers", "rss_remote.py"))
+    wrapper_program(shm_dir / "bin", os.path.join(TOOLS, "remote_peak.py"))
     repo.env.update(HPCDATA_TEST_RSS_DIR=str(rss_dir),
                     PATH=str(shm_dir / "bin") + os.pathsep + repo.env["PATH"])
     size = 200 * MIB
@@ -73,7 +70,7 @@ def test_200mib_round_trip_default_settings(make_repo, seaweed_s3, shm_dir):
         repo.annex("get", "big.bin")
         repo.annex("fsck", "big.bin")
         repo.annex("fsck", "--from=s3store", "big.bin")
-        peaks = [int((rss_dir / name).read_text()) for name in os.listdir(rss_dir)]
+        peaks = [remote_peak.read(rss_dir / name)[0] for name in os.listdir(rss_dir)]
         assert peaks, "the wrapper recorded no remote process"
         # parts and ranges are bounded (4 x 16 MiB up, 6 x 8 MiB down) plus
         # the interpreter: far below the 200 MiB file

@@ -85,13 +85,18 @@ class _DataObjects:
     def __init__(self, session):
         self.s = session
 
+    def _object(self, path):
+        """The local file of data object `path`; iRODS's error if none."""
+        local = self.s.local(path)
+        if not os.path.isfile(local):
+            raise irods_exc.DataObjectDoesNotExist(path)
+        return local
+
     def exists(self, path):
         return os.path.isfile(self.s.local(path))
 
     def get(self, path, local_path=None, **options):
-        local = self.s.local(path)
-        if not os.path.isfile(local):
-            raise irods_exc.DataObjectDoesNotExist(path)
+        local = self._object(path)
         return _Obj(path, os.path.getsize(local))
 
     def open(self, path, mode, **options):
@@ -105,9 +110,7 @@ class _DataObjects:
         return _Reader(open(local, "wb"), False)
 
     def chksum(self, path, **options):
-        local = self.s.local(path)
-        if not os.path.isfile(local):
-            raise irods_exc.DataObjectDoesNotExist(path)
+        local = self._object(path)
         with open(local, "rb") as handle:
             data = handle.read()
         if self.s.scheme == "md5":
@@ -115,9 +118,7 @@ class _DataObjects:
         return "sha2:" + base64.b64encode(hashlib.sha256(data).digest()).decode()
 
     def unlink(self, path, force=False, **options):
-        local = self.s.local(path)
-        if not os.path.isfile(local):
-            raise irods_exc.DataObjectDoesNotExist(path)
+        local = self._object(path)
         os.unlink(local)
 
     def move(self, src, dest):
