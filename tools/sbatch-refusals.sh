@@ -4,7 +4,7 @@
 # The shared test cluster (tools/slurm-cluster.sh) does not enforce
 # accounting limits, and changing that would restart its controller under
 # everybody's tests.  This script starts a second, private slurmctld for a
-# moment instead: cluster "hpcdlim" on a free 127.0.0.1 port, registered
+# moment instead: cluster "hpcdlim<pid>" on a free 127.0.0.1 port, registered
 # in the slurmdbd of the cluster SLURM_CONF selects, with AccountingStorageEnforce=associations,
 # limits,qos, no compute node (jobs stay pending), MaxJobCount=100 and
 # for the MaxJobCount case 1.
@@ -26,9 +26,12 @@ set -euo pipefail
 
 QUICK=0
 [[ ${1:-} == --quick ]] && QUICK=1
-CLUSTER=hpcdlim
-QOS=hpcdlim_qos
-ACCOUNT=hpcdlim_acct
+# names of this run only: two runs at once (or one killed before its
+# clean-up) would otherwise collide in the shared slurmdbd
+CLUSTER=hpcdlim$$
+QOS=${CLUSTER}_qos
+ACCOUNT=${CLUSTER}_acct
+trap 'echo "sbatch-refusals.sh: line $LINENO failed (rc $?): $BASH_COMMAND" >&2' ERR
 DIR=$(mktemp -d /tmp/hpcdlim.XXXXXX)
 CONF=$DIR/slurm.conf
 CTLD_PID=""
