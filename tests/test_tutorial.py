@@ -113,9 +113,11 @@ def test_exactly_the_affected_jobs_ran_again(tutorial):
     by_name = {m: (sha, r) for sha, m, r in recs[:4]}
     first = [by_name[m][0] for m in order]
     sims, test_sims, train, evaluate = [by_name[m][1] for m in order]
+    # of the training-set array only task 2, the one that read the fix
     assert [m for _, m, _ in recs[4:]] == [
+        "Re-submission of tasks 2 of job %s." % sims["slurm_job_id"]] + [
         "Re-submission of job %s." % r["slurm_job_id"]
-        for r in (sims, train, evaluate)]
+        for r in (train, evaluate)]
     assert sims["array"] == "1-4" and len(sims["array_tasks"]) == 4
     assert test_sims["array"] == "1-3"
     assert [d["commit"] for d in train["depends_on"]] == [first[0]]
@@ -128,6 +130,8 @@ def test_exactly_the_affected_jobs_ran_again(tutorial):
     again = [sha for sha, _, _ in recs[4:]]
     new_sims, new_train, new_eval = [r for _, _, r in recs[4:]]
     assert new_sims["chain"] == [first[0]]
+    assert new_sims["array_override"] == "2"
+    assert list(new_sims["array_tasks"]) == ["2"]
     assert new_train["chain"] == [first[2]]
     assert new_eval["chain"] == [first[3]]
     assert [d["commit"] for d in new_train["depends_on"]] == [again[0]]
@@ -135,6 +139,10 @@ def test_exactly_the_affected_jobs_ran_again(tutorial):
     git(ds, "merge-base", "--is-ancestor", first[1], new_eval["submit_head"])
     # what the fix changed, in the files the jobs wrote
     assert (ds / "sims" / "train" / "sim-2.txt").read_text() == "2 4\n"
+    # the other tasks' simulations were committed once, by the first run
+    for n in (1, 3, 4):
+        assert git(ds, "log", "--format=%s", "--",
+                   "sims/train/sim-%d.txt" % n).count("Slurm job") == 1
     assert (ds / "models" / "model.txt").read_text() == \
         "a=5.000 b=-5.000 n=4\n"
     assert git(ds, "log", "--format=%s", "--", "sims/test").count(
@@ -147,7 +155,8 @@ def test_the_graphs_before_and_after(tutorial):
     before = (work / "campaign-before.dot").read_text()
     after = (work / "campaign-after.dot").read_text()
     assert before.count("shape=box") == 4 and after.count("shape=box") == 7
-    assert '"file:params/test"' in after and '"file:eval/score.txt"' in after
+    assert '"file:params/test/p%a.txt"' in after
+    assert '"file:eval/score.txt"' in after
     text = PAGE.read_text()
     for made, shown in tutorial_example.GRAPHS.items():
         assert (work / made).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
