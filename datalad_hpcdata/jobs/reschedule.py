@@ -123,7 +123,8 @@ def reschedule(handle: DatasetHandle, revision: str = "HEAD",
         yield from _resubmit(handle, rec, call, res, message, with_failed,
                              assume_ready, alt_dir, no_alt_dir, jobs,
                              array or _affected_tasks(rec)
-                             or rec.norm.get("array_override"))
+                             or rec.norm.get("array_override"),
+                             picked=bool(array))
     if script is not None:
         yield from _write_script(call.script_lines, script)
 
@@ -138,10 +139,11 @@ def _affected_tasks(rec: Recorded) -> str | None:
 
 def _resubmit(handle: DatasetHandle, rec: Recorded, call: _Call, res: dict,
               message, with_failed, assume_ready, alt_dir, no_alt_dir,
-              jobs, array=None):
+              jobs, array=None, picked=False):
+    """`picked`: the user chose the tasks (--failed-tasks/--tasks), so a
+    record that did not complete is re-run without --with-failed-jobs."""
     norm, sha = rec.norm, rec.sha
     state = rec.state
-    picked = array and array != norm.get("array_override")
     if state != "COMPLETED" and not with_failed and not picked:
         call.skip(rec)
         yield get_status_dict(
@@ -162,8 +164,9 @@ def _resubmit(handle: DatasetHandle, rec: Recorded, call: _Call, res: dict,
         return
     job_alt = None if no_alt_dir else (alt_dir or norm["alt_dir"])
     msg = message if message is not None else _body_message(rec.body)
+    some = array and array != norm.get("array_override")
     note = ("Re-submission of tasks %s of job %s." % (array, rec.job_id)
-            if picked else "Re-submission of job %s." % rec.job_id)
+            if some else "Re-submission of job %s." % rec.job_id)
     msg = "%s\n\n%s" % (msg, note) if msg else note
     pwd_abs = os.path.join(handle.root, norm["pwd"])
     planning = call.report or call.script is not None
