@@ -87,6 +87,9 @@ class SlurmSchedule(Interface):
             array job, %%a (the task id) and %%A (the array's job id) make
             an output per task ('results/sim-%%a'): each task's outputs
             are committed when it completed, the failed ones' are not.
+            An --input may contain %%a too ('params/p-%%a.txt': each task
+            reads its own file); slurm-reschedule --affected-by then
+            re-runs only the tasks whose own inputs changed.
             [CMD: This option can be given more than once. CMD]"""),
         expand=_run["expand"],
         assume_ready=_run["assume_ready"],
