@@ -308,6 +308,32 @@ def test_fix_of_one_tasks_input_reruns_that_task(tmp_path, slurm):
                                                "HEAD~1")
 
 
+def test_per_task_inputs_staged_to_the_alt_dir(tmp_path, slurm):
+    """With --alt-dir every task's own input is staged and each task
+    reads its own file there."""
+    ds = make(tmp_path / "ds")
+    root = Path(ds.path)
+    (root / "params").mkdir()
+    for t in (1, 2):
+        (root / "params" / ("p-%d" % t)).write_text("param %d\n" % t)
+    (root / "code" / "sim.sh").write_text(
+        "#!/bin/sh\nt=$SLURM_ARRAY_TASK_ID\nin=$(echo \"$1\" | sed s/%a/$t/)"
+        "\nmkdir -p res\nsed 's/^/staged /' \"$in\" > res/r-$t\n")
+    (root / "code" / "sim.sh").chmod(0o755)
+    ds.save(message="params", result_renderer="disabled")
+    alt = tmp_path / "alt"
+    jid = schedule(ds, "sbatch --array=1-2 code/sim.sh {inputs}",
+                   ["res/r-%a"], inputs=["params/p-%a"], alt_dir=str(alt))
+    wait_jobs([jid])
+    res = finish(ds, jid)
+    assert one(res, action="slurm-finish", slurm_job_id=jid)[
+        "status"] == "ok", res
+    for t in (1, 2):
+        assert (root / "res" / ("r-%d" % t)).read_text() == \
+            "staged param %d\n" % t
+    assert not list(alt.rglob("p-*"))       # staged inputs cleaned up
+
+
 # ------------------------------- alt-dir: a large output hashed once
 def test_alt_dir_output_annexed_by_known_key(tmp_path, slurm, monkeypatch):
     from datalad_hpcdata.dataset import annexkeys
