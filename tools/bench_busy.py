@@ -425,8 +425,8 @@ def main(argv=None):
     try:
         for phase, inst in zip(PHASES, args.instances.split(",")):
             cl = Cluster(phase, inst, cfg, cache)
+            clusters.append(cl)     # taken down below also if up fails
             R["clusters"][phase] = cl.up()
-            clusters.append(cl)
         peer = B.ensure_peer(Path(args.peer_venv)) if use_peer else None
         clusters[0].use()
         R["machine"] = B.machine_info(peer)

@@ -197,6 +197,17 @@ alive() {
     [[ $c == "$comm" ]]
 }
 
+# starting PID COMM: PID, which this script just launched (through bash,
+# setsid and nsenter, each exec'ing the next), is alive and becoming or
+# being COMM (under load the first check can come before the last exec)
+starting() {
+    local st c
+    st=$(proc_state "$1")
+    [[ -n $st && $st != Z && $st != X ]] || return 1
+    c=$(cat "/proc/$1/comm" 2>/dev/null) || return 1
+    [[ $c == "$2" || $c == bash || $c == setsid || $c == nsenter ]]
+}
+
 # comm_of NAME: the process name of a recorded daemon (slurmd-node2 -> slurmd)
 comm_of() { printf '%s' "${1%%-node*}"; }
 
@@ -587,7 +598,7 @@ start_mariadb() {
     local i
     for ((i = 0; i < 600; i++)); do
         mariadb_ok && break
-        alive "$pid" mariadbd || { tail -n 15 "$MARIADB_LOG" >&2; die "mariadbd exited during start-up (see $MARIADB_LOG)"; }
+        starting "$pid" mariadbd || { tail -n 15 "$MARIADB_LOG" >&2; die "mariadbd exited during start-up (see $MARIADB_LOG)"; }
         sleep 0.1
     done
     mariadb_ok || { tail -n 15 "$MARIADB_LOG" >&2; die "timed out after 60s waiting for mariadbd (see $MARIADB_LOG)"; }
