@@ -47,10 +47,10 @@ def cli(ds_path, *args, env=None, check=False, hostname=None,
     return subprocess.run(argv, cwd=str(ds_path), capture_output=True,
                           text=True, env=dict(os.environ, **(env or {})),
                           check=check, timeout=timeout,
-                          preexec_fn=_default_sigint)
+                          preexec_fn=default_sigint)
 
 
-def _default_sigint():
+def default_sigint():
     """A shell runs background jobs with SIGINT ignored, and Python then
     never raises KeyboardInterrupt: give the child Ctrl-C as a terminal
     would."""

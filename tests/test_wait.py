@@ -16,6 +16,7 @@ from pathlib import Path
 
 import datalad.api as dl
 import pytest
+from faultkit import default_sigint
 from slurmtest import KW, one, text
 
 from datalad_hpcdata.dataset.handle import DatasetHandle
@@ -213,7 +214,7 @@ def test_ctrl_c_during_commit_finishes_that_commit(slurm, ds, tmp_path):
     hook = _install_ref_hook(ds, mark)
     proc = subprocess.Popen(datalad_cli(ds, "slurm-finish", "--wait"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=default_sigint)
     try:
         _wait_for(mark.exists)
         os.kill(proc.pid, signal.SIGINT)      # while HEAD is being moved
@@ -241,7 +242,7 @@ def test_ctrl_c_while_waiting_stops_at_once(slurm, ds, slurm_calls):
     head = git(ds, "rev-parse", "HEAD")
     proc = subprocess.Popen(datalad_cli(ds, "slurm-finish", "--wait"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=default_sigint)
     try:
         _wait_for(lambda: len(slurm_calls("sacct")) >= 2)
         os.kill(proc.pid, signal.SIGINT)
