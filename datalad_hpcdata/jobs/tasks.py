@@ -78,17 +78,12 @@ def task_inputs(specs: list[str], tasks: list[int]) -> list[str]:
     what the job reads, to get, stage and look producers up for.
     ScheduleError for ``%A`` (the array's id is not known before it is
     submitted, so no task can read by it)."""
-    patterns, others = split(specs)
-    for p in patterns:
+    for p in split(specs)[0]:
         if any(m.group(3) == "A" for m in TASK_CODE.finditer(p)):
             raise ScheduleError(
                 "input %r contains %%A, the array's job id, which is not "
                 "known before submission; use %%a (the task id)" % p)
-    out = list(others)
-    for t in tasks:
-        out += [e for e in (expand(p, t, None) for p in patterns)
-                if e not in out]
-    return out
+    return list(dict.fromkeys(task_paths(specs, {}, tasks)))
 
 
 def task_claims(patterns: list[str], tasks: list[int]) -> list[str]:
