@@ -244,10 +244,15 @@ def test_requeue_hold_suspend_deadline(multinode, dataset):
         sh("scontrol", "release", rq)
         start_now(rq)
         wait_jobs([rq, sus], timeout=180)
+        # accounting may still show the requeued job's first run
+        # (REQUEUED) after the controller has seen the second end
+        wait_until(lambda: not {sacct_state(j) for j in (rq, sus)} & {
+            "PENDING", "RUNNING", "REQUEUED", "SUSPENDED", "COMPLETING"}, 60,
+            "accounting shows jobs %s and %s ended" % (rq, sus))
         res = finish(ds)
         for jid in (rq, sus):
             r = one(res, slurm_job_id=jid)
-            assert r["status"] == "ok", r
+            assert r["status"] == "ok", (jid, r.get("state"), r["message"])
     finally:
         # a held or suspended job would keep its slot on the node
         sh("scancel", rq, sus, dead, check=False)
